@@ -1,0 +1,14 @@
+"""pykan_fast: the fastest exact Kolmogorov-Arnold Network layers.
+
+pykan's numerics (same knots, bases, parameter names and shapes) on fused C++/OpenMP
+(CPU) and Triton (CUDA) kernels, through torch autograd.
+"""
+
+from . import _compiled  # noqa: F401  (fails early, with instructions, when unbuilt)
+from . import functional
+from .backends import available_backends
+from .layer import KANLayer
+
+__version__ = "0.1.0"
+
+__all__ = ["KANLayer", "available_backends", "functional", "__version__"]

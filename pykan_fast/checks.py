@@ -1,0 +1,73 @@
+"""Argument checks for the public entry points: clear ValueError/TypeError messages that
+name the argument, raised before any kernel sees a pointer."""
+
+from __future__ import annotations
+
+import torch
+
+MAX_ORDER = 15  # equal to the C++ kernels' kMaxOrder
+
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_order(k) -> int:
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"k: expected an int spline order, got {type(k).__name__}")
+    if not 1 <= k <= MAX_ORDER:
+        raise ValueError(f"k: expected 1 <= k <= {MAX_ORDER}, got {k}")
+    return k
+
+
+def _tensor(name: str, value) -> torch.Tensor:
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
+    return value
+
+
+def check_layer_args(x, grid, coef, scale_base, scale_sp, mask, k) -> None:
+    """Shapes, dtypes, devices and grid sanity for ``functional.kan_layer``."""
+    k = check_order(k)
+    x = _tensor("x", x)
+    if x.dim() != 2:
+        raise ValueError(f"x: expected a 2-D tensor [batch, in], got shape {list(x.shape)}")
+    if x.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"x: expected a floating-point tensor, got dtype {x.dtype}")
+    batch, in_dim = x.shape
+    grid = _tensor("grid", grid)
+    coef = _tensor("coef", coef)
+    if grid.dim() != 2 or grid.shape[0] != in_dim:
+        raise ValueError(
+            f"grid: expected shape [in={in_dim}, n_knots], got {list(grid.shape)}"
+        )
+    n_knots = grid.shape[1]
+    if n_knots < 2 * k + 2:
+        raise ValueError(
+            f"grid: expected at least 2k+2 = {2 * k + 2} knots per input (G >= 1 plus k "
+            f"extension knots on each side), got {n_knots}"
+        )
+    n_basis = n_knots - k - 1
+    if coef.dim() != 3 or coef.shape[0] != in_dim or coef.shape[2] != n_basis:
+        raise ValueError(
+            f"coef: expected shape [in={in_dim}, out, n_knots-k-1={n_basis}], got {list(coef.shape)}"
+        )
+    out_dim = coef.shape[1]
+    for name, t in (("scale_base", scale_base), ("scale_sp", scale_sp), ("mask", mask)):
+        t = _tensor(name, t)
+        if tuple(t.shape) != (in_dim, out_dim):
+            raise ValueError(f"{name}: expected shape [in={in_dim}, out={out_dim}], got {list(t.shape)}")
+    for name, t in (("grid", grid), ("coef", coef), ("scale_base", scale_base),
+                    ("scale_sp", scale_sp), ("mask", mask)):
+        if t.dtype != x.dtype:
+            raise TypeError(f"{name}: expected dtype {x.dtype} like x, got {t.dtype}")
+        if t.device != x.device:
+            raise ValueError(f"{name}: expected device {x.device} like x, got {t.device}")
+    check_grid(grid)
+
+
+def check_grid(grid: torch.Tensor) -> None:
+    """Finite and sorted ascending along each row."""
+    with torch.no_grad():
+        if not bool(torch.isfinite(grid).all()):
+            raise ValueError("grid: expected finite knots, found NaN or inf")
+        if grid.shape[1] > 1 and bool((grid[:, 1:] < grid[:, :-1]).any()):
+            raise ValueError("grid: expected each row sorted ascending")

@@ -1,0 +1,55 @@
+"""Knot vectors and least-squares spline fits (pykan's extend_grid and curve2coef)."""
+
+from __future__ import annotations
+
+import torch
+
+from .reference import b_batch
+
+__all__ = ["extend_grid", "uniform_grid", "curve2coef"]
+
+
+def extend_grid(grid: torch.Tensor, k_extend: int = 0) -> torch.Tensor:
+    """Add ``k_extend`` knots on each side at the mean step, as pykan's ``extend_grid``.
+
+    grid: `[in, n]` -> `[in, n + 2 k_extend]`.
+    """
+    h = (grid[:, [-1]] - grid[:, [0]]) / (grid.shape[1] - 1)
+    for _ in range(k_extend):
+        grid = torch.cat([grid[:, [0]] - h, grid], dim=1)
+        grid = torch.cat([grid, grid[:, [-1]] + h], dim=1)
+    return grid
+
+
+def uniform_grid(in_dim: int, num: int, k: int, grid_range=(-1.0, 1.0),
+                 dtype=None, device=None) -> torch.Tensor:
+    """pykan's initial knots: ``num + 1`` points over ``grid_range``, extended by ``k``."""
+    grid = torch.linspace(grid_range[0], grid_range[1], steps=num + 1, dtype=dtype,
+                          device=device)[None, :].expand(in_dim, num + 1)
+    return extend_grid(grid, k_extend=k)
+
+
+def curve2coef(x: torch.Tensor, y: torch.Tensor, grid: torch.Tensor, k: int,
+               ridge: float = 0.0) -> torch.Tensor:
+    """Spline coefficients fitting ``y`` at ``x`` by least squares, per input.
+
+    x: `[B, in]`, y: `[B, in, out]`, grid: `[in, n_knots]` -> coef `[in, out, n_knots-k-1]`.
+    The basis matrix depends only on the input, so one factorisation per input serves all
+    ``out`` right-hand sides (pykan solves one problem per edge: same solution).
+    ``ridge > 0`` adds ``ridge * I`` to the normal equations, which keeps the fit finite
+    where samples are duplicated or some knots see none; ``ridge = 0`` is pykan's
+    minimum-norm least squares (``torch.linalg.lstsq``).
+    """
+    mat = b_batch(x, grid, k).permute(1, 0, 2)  # [in, B, n_basis]
+    rhs = y.permute(1, 0, 2)  # [in, B, out]
+    if ridge > 0:
+        gram = mat.transpose(1, 2) @ mat
+        eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
+        coef = torch.linalg.solve(gram + ridge * eye, mat.transpose(1, 2) @ rhs)
+    elif mat.device.type == "cpu":
+        coef = torch.linalg.lstsq(mat, rhs).solution
+    else:
+        # CUDA's lstsq driver ('gels') assumes full rank and returns NaN otherwise
+        # (pykan PR #233); the pseudo-inverse gives the minimum-norm solution.
+        coef = torch.linalg.pinv(mat) @ rhs
+    return coef.permute(0, 2, 1).contiguous()  # [in, out, n_basis]

@@ -1,0 +1,196 @@
+"""``KANLayer``: pykan's KANLayer (parameters, shapes, defaults, initialisation, grid
+update and extension) with its forward on the fused kernels."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import functional
+from .checks import check_order
+from .grid import curve2coef, extend_grid, uniform_grid
+from .reference import b_batch, coef2curve
+
+__all__ = ["KANLayer"]
+
+
+def _base_fun_name(base_fun) -> str | None:
+    """pykan stores base_fun as a module; map the ones the kernels know to their names."""
+    if isinstance(base_fun, str):
+        return base_fun
+    if isinstance(base_fun, nn.SiLU):
+        return "silu"
+    if isinstance(base_fun, nn.Identity):
+        return "identity"
+    return None
+
+
+class KANLayer(nn.Module):
+    """A KAN layer: a learnable B-spline plus a scaled base function on every edge.
+
+    ``y[b, o] = sum_i mask[i, o] * (scale_base[i, o] * base_fun(x[b, i])
+    + scale_sp[i, o] * sum_j coef[i, o, j] B_j(x[b, i]))``, exactly as pykan 0.2.8.
+
+    Parameters (pykan's names and shapes): ``grid`` `[in, G+2k+1]` (not trained),
+    ``coef`` `[in, out, G+k]`, ``mask`` `[in, out]` (not trained), ``scale_base`` and
+    ``scale_sp`` `[in, out]`. ``grid`` the argument is the number of intervals G
+    (pykan's ``num``).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, grid: int = 5, k: int = 3,
+                 grid_range=(-1.0, 1.0), noise_scale: float = 0.5, scale_base_mu: float = 0.0,
+                 scale_base_sigma: float = 1.0, scale_sp: float = 1.0, base_fun="silu",
+                 grid_eps: float = 0.02, sp_trainable: bool = True, sb_trainable: bool = True,
+                 backend: str | None = None):
+        super().__init__()
+        for name, v in (("in_dim", in_dim), ("out_dim", out_dim), ("grid", grid)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name}: expected a positive int, got {v!r}")
+        check_order(k)
+        if not (len(grid_range) == 2 and float(grid_range[0]) < float(grid_range[1])):
+            raise ValueError(f"grid_range: expected (low, high) with low < high, got {grid_range!r}")
+        self.in_dim, self.out_dim, self.num, self.k = int(in_dim), int(out_dim), int(grid), k
+        self.grid_range = (float(grid_range[0]), float(grid_range[1]))
+        self.grid_eps = grid_eps
+        self.base_fun = base_fun
+        self.backend = backend
+        self.cache_data = None  # last input seen, for refine() (pykan keeps it too)
+
+        knots = uniform_grid(in_dim, grid, k, grid_range)
+        self.grid = nn.Parameter(knots).requires_grad_(False)
+        # pykan's initialisation, same random draws in the same order.
+        noises = (torch.rand(grid + 1, in_dim, out_dim) - 1 / 2) * noise_scale / grid
+        self.coef = nn.Parameter(curve2coef(knots[:, k:-k].permute(1, 0), noises, knots, k))
+        self.mask = nn.Parameter(torch.ones(in_dim, out_dim)).requires_grad_(False)
+        self.scale_base = nn.Parameter(
+            scale_base_mu / np.sqrt(in_dim)
+            + scale_base_sigma * (torch.rand(in_dim, out_dim) * 2 - 1) / np.sqrt(in_dim)
+        ).requires_grad_(sb_trainable)
+        self.scale_sp = nn.Parameter(
+            torch.ones(in_dim, out_dim) * scale_sp / np.sqrt(in_dim) * self.mask
+        ).requires_grad_(sp_trainable)
+
+    def extra_repr(self) -> str:
+        return (f"in_dim={self.in_dim}, out_dim={self.out_dim}, grid={self.num}, k={self.k}, "
+                f"base_fun={self.base_fun!r}, backend={self.backend!r}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x: `[B, in]` -> y: `[B, out]`."""
+        self.cache_data = x.detach()
+        return functional.kan_layer(x, self.grid, self.coef, self.scale_base, self.scale_sp,
+                                    self.mask, self.k, self.base_fun, self.backend)
+
+    # ---- grids -----------------------------------------------------------------------
+
+    def spline(self, x: torch.Tensor) -> torch.Tensor:
+        """Per-edge spline values `[B, in, out]` (dense: for plots and grid fits)."""
+        return coef2curve(x, self.grid, self.coef, self.k)
+
+    def _refit(self, x: torch.Tensor, new_grid: torch.Tensor, old_grid: torch.Tensor,
+               old_coef: torch.Tensor, k_old: int) -> torch.Tensor:
+        """coef on ``new_grid`` fitting the old splines at samples ``x``."""
+        return curve2coef(x, coef2curve(x, old_grid, old_coef, k_old), new_grid, self.k)
+
+    @torch.no_grad()
+    def update_grid_from_samples(self, x: torch.Tensor, mode: str = "sample") -> None:
+        """Adaptive grid from samples x `[B, in]`, function kept (pykan semantics).
+
+        Per input: ``G+1`` quantile knots of x mixed with the uniform grid over the same
+        span (``grid_eps``), extended by ``k``; coef refitted by least squares.
+        ``mode="grid"`` fits on 2G+1 points of the new grid instead of the samples.
+        """
+        if mode not in ("sample", "grid"):
+            raise ValueError(f"mode: expected 'sample' or 'grid', got {mode!r}")
+        if x.dim() != 2 or x.shape[1] != self.in_dim:
+            raise ValueError(f"x: expected shape [batch, {self.in_dim}], got {list(x.shape)}")
+        if x.shape[0] < 2:
+            raise ValueError(f"x: expected at least 2 samples, got {x.shape[0]}")
+        x = x.to(self.grid.dtype)
+        x_pos = torch.sort(x, dim=0)[0]
+        num_interval = self.grid.shape[1] - 1 - 2 * self.k
+        new_interior = self._adaptive_knots(x_pos, num_interval)
+        samples = x_pos
+        if mode == "grid":
+            samples = self._adaptive_knots(x_pos, 2 * num_interval).permute(1, 0)
+        new_grid = extend_grid(new_interior, k_extend=self.k)
+        self.coef.data = self._refit(samples, new_grid, self.grid, self.coef, self.k)
+        self.grid.data = new_grid
+
+    def _adaptive_knots(self, x_pos: torch.Tensor, num_interval: int) -> torch.Tensor:
+        """pykan's get_grid: quantile knots mixed with uniform ones, `[in, num_interval+1]`."""
+        batch = x_pos.shape[0]
+        ids = [int(batch / num_interval * i) for i in range(num_interval)] + [-1]
+        adaptive = x_pos[ids, :].permute(1, 0)
+        h = (adaptive[:, [-1]] - adaptive[:, [0]]) / num_interval
+        uniform = adaptive[:, [0]] + h * torch.arange(num_interval + 1, device=x_pos.device)[None, :]
+        return self.grid_eps * uniform + (1 - self.grid_eps) * adaptive
+
+    @torch.no_grad()
+    def refine(self, new_grid: int, x: torch.Tensor | None = None) -> "KANLayer":
+        """Grid extension: a new layer with ``new_grid`` intervals computing the same
+        function (pykan's ``initialize_grid_from_parent``).
+
+        Its interior knots interpolate this layer's interior knots piecewise-linearly at
+        ``new_grid + 1`` points evenly spaced in knot index; coef is fitted by least
+        squares on ``x`` (default: the last input this layer saw).
+        """
+        if x is None:
+            x = self.cache_data
+        if x is None:
+            raise ValueError("x: refine needs samples; pass x or run the layer on data first")
+        child = KANLayer(self.in_dim, self.out_dim, grid=new_grid, k=self.k,
+                         grid_range=self.grid_range, base_fun=self.base_fun,
+                         grid_eps=self.grid_eps, sp_trainable=self.scale_sp.requires_grad,
+                         sb_trainable=self.scale_base.requires_grad, backend=self.backend)
+        child.to(device=self.grid.device, dtype=self.grid.dtype)
+        interior = self.grid[:, self.k:-self.k]  # [in, G+1]
+        n_old = interior.shape[1] - 1
+        position = torch.linspace(0, n_old, new_grid + 1, dtype=interior.dtype,
+                                  device=interior.device)
+        left = position.floor().clamp(max=n_old - 1).long()
+        frac = position - left
+        knots = interior[:, left] * (1 - frac) + interior[:, left + 1] * frac
+        child.grid.data = extend_grid(knots, k_extend=self.k)
+        child.coef.data = self._refit(x.to(self.grid.dtype), child.grid, self.grid, self.coef, self.k)
+        child.scale_base.data.copy_(self.scale_base.data)
+        child.scale_sp.data.copy_(self.scale_sp.data)
+        child.mask.data.copy_(self.mask.data)
+        return child
+
+    # ---- pykan interop ---------------------------------------------------------------
+
+    @classmethod
+    def from_pykan(cls, layer, backend: str | None = None) -> "KANLayer":
+        """A KANLayer with the parameters of a pykan 0.2.8 ``kan.KANLayer.KANLayer``."""
+        name = _base_fun_name(layer.base_fun)
+        out = cls(layer.in_dim, layer.out_dim, grid=layer.num, k=layer.k,
+                  base_fun=name if name is not None else layer.base_fun,
+                  grid_eps=layer.grid_eps, backend=backend)
+        out.to(device=layer.coef.device, dtype=layer.coef.dtype)
+        with torch.no_grad():
+            for pname in ("grid", "coef", "mask", "scale_base", "scale_sp"):
+                src = getattr(layer, pname)
+                getattr(out, pname).data = src.data.detach().clone()
+                getattr(out, pname).requires_grad_(src.requires_grad)
+        lo, hi = layer.grid[0, layer.k].item(), layer.grid[0, -layer.k - 1].item()
+        out.grid_range = (lo, hi) if lo < hi else out.grid_range
+        return out
+
+    def to_pykan(self):
+        """The same layer as a pykan 0.2.8 ``kan.KANLayer.KANLayer`` (needs pykan)."""
+        try:
+            from kan.KANLayer import KANLayer as PykanLayer
+        except ImportError as error:
+            raise ImportError("to_pykan needs pykan: pip install pykan-fast[compat]") from error
+        base = {"silu": nn.SiLU(), "identity": nn.Identity(), "zero": lambda x: x * 0}
+        base_fun = base.get(self.base_fun, self.base_fun) if isinstance(self.base_fun, str) else self.base_fun
+        layer = PykanLayer(in_dim=self.in_dim, out_dim=self.out_dim, num=self.num, k=self.k,
+                           base_fun=base_fun, grid_eps=self.grid_eps,
+                           grid_range=list(self.grid_range))
+        with torch.no_grad():
+            for pname in ("grid", "coef", "mask", "scale_base", "scale_sp"):
+                src = getattr(self, pname)
+                getattr(layer, pname).data = src.data.detach().clone()
+                getattr(layer, pname).requires_grad_(src.requires_grad)
+        return layer

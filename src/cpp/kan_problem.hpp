@@ -1,0 +1,39 @@
+// The arguments of one fused KAN-layer call, already validated by bindings.cpp.
+#pragma once
+
+#include <cstdint>
+
+namespace pykan {
+
+enum class BaseFun : int { kNone = 0, kSilu = 1 };
+
+// Shapes: x [batch, in], grid [in, n_knots], spline_weight [in, n_basis, out] with
+// n_basis = n_knots - k - 1 (pykan's coef * scale_sp * mask, transposed so that `out` is
+// contiguous), base_weight [in, out] (scale_base * mask).  All C-contiguous.
+template <typename T>
+struct KanProblem {
+  const T* x;
+  const T* grid;
+  const T* spline_weight;
+  const T* base_weight;
+  int64_t batch, in, out, n_knots;
+  int k;
+  BaseFun base;
+  int threads;
+  int64_t n_basis() const { return n_knots - k - 1; }
+};
+
+// Forward: y [batch, out] (overwritten).
+template <typename T>
+void kan_forward(const KanProblem<T>& p, T* y);
+
+// Backward: grad_x [batch, in], grad_spline_weight [in, n_basis, out], grad_base_weight
+// [in, out], each overwritten; a null pointer skips that gradient.
+template <typename T>
+void kan_backward(const KanProblem<T>& p, const T* grad_y, T* grad_x,
+                  T* grad_spline_weight, T* grad_base_weight);
+
+// Which instruction set the dispatcher picked: "avx512", "avx2" or "generic".
+const char* active_isa();
+
+}  // namespace pykan

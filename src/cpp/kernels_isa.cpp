@@ -1,0 +1,26 @@
+// One copy of the kernels per instruction set: CMake compiles this file once per ISA with
+// -DPYKAN_ISA=<name> and that ISA's flags; dispatch.cpp picks one at run time.
+#include <cstdint>
+
+#include <omp.h>
+
+#include "kan_problem.hpp"
+
+#ifndef PYKAN_ISA
+#error "PYKAN_ISA must name the instruction set (avx512, avx2, generic)"
+#endif
+
+namespace pykan {
+namespace PYKAN_ISA {
+
+#include "spline_basis.hpp"
+#include "kan_kernels.inl"
+
+template void forward<float>(const KanProblem<float>&, float*);
+template void forward<double>(const KanProblem<double>&, double*);
+template void backward<float>(const KanProblem<float>&, const float*, float*, float*, float*);
+template void backward<double>(const KanProblem<double>&, const double*, double*, double*,
+                               double*);
+
+}  // namespace PYKAN_ISA
+}  // namespace pykan
