@@ -8,7 +8,10 @@ from . import _compiled  # noqa: F401  (fails early, with instructions, when unb
 from . import functional
 from .backends import available_backends
 from .layer import KANLayer
+from .model import KAN
+from .dataset import create_dataset
 
 __version__ = "0.1.0"
 
 __all__ = ["KANLayer", "available_backends", "functional", "__version__"]
+__all__ += ["KAN", "create_dataset"]

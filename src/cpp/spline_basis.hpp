@@ -34,24 +34,60 @@ inline int64_t find_span(T x, const T* t, int64_t n_knots, T uniform_inv_h) {
   return lo;
 }
 
+// Reciprocal knot differences, so the basis recursion needs no division:
+// inv(i, p, j) = 1 / (t[j+p] - t[j]) for p = 1..k, stored for j = -k .. n_knots-1 and
+// 0 where j or j+p falls outside the knot vector or the two knots coincide.  Only bases
+// that do not exist (j < 0 or j >= n_basis) ever read those zeros.
+template <typename T>
+struct KnotTable {
+  T* inv;
+  int64_t n_knots;
+  int k;
+  int64_t row() const { return n_knots + k; }
+  const T* input(int64_t i) const { return inv + i * k * row(); }
+};
+
+template <typename T>
+inline void fill_knot_table(const T* t, int64_t n_knots, int k, T* inv_i) {
+  const int64_t row = n_knots + k;
+  for (int p = 1; p <= k; ++p) {
+    T* inv_p = inv_i + (p - 1) * row;
+    for (int64_t j = -k; j < n_knots; ++j) {
+      T v = T(0);
+      if (j >= 0 && j + p < n_knots) {
+        const T d = t[j + p] - t[j];
+        if (d > T(0)) v = T(1) / d;
+      }
+      inv_p[j + k] = v;
+    }
+  }
+}
+
 // Bases of order k at x in span s: N[r] = B_{k, s-k+r}(x), r = 0..k (The NURBS Book,
-// A2.2).  With dN, also dN[r] = dB_{k, s-k+r}/dx from the order k-1 bases.  In a non-empty
-// span every denominator here is positive, so pykan's 0/0 -> 0 rule never applies.
+// A2.2, with the reciprocals from the table).  With dN, also dN[r] = dB_{k, s-k+r}/dx.
+// Entries for bases outside 0..n_basis-1 are meaningless and must be ignored.
 template <typename T, int K>
-inline void local_basis(T x, const T* t, int64_t s, int k_runtime, T* N, T* dN) {
+inline void local_basis(T x, const T* t, int64_t n_knots, const T* inv_i, int64_t s,
+                        int k_runtime, T* N, T* dN) {
   const int k = K > 0 ? K : k_runtime;
+  const int64_t row = n_knots + k;
   T left[kMaxOrder + 1], right[kMaxOrder + 1];
   T lower[kMaxOrder + 1];  // order k-1 bases, for the derivative
   N[0] = T(1);
   for (int p = 1; p <= k; ++p) {
-    left[p] = x - t[s + 1 - p];
-    right[p] = t[s + p] - x;
+    // Knot indices are clamped: out-of-range ones only feed bases that do not exist.
+    const int64_t lo = s + 1 - p < 0 ? 0 : s + 1 - p;
+    const int64_t hi = s + p > n_knots - 1 ? n_knots - 1 : s + p;
+    left[p] = x - t[lo];
+    right[p] = t[hi] - x;
     if (p == k && dN) {
       for (int r = 0; r < k; ++r) lower[r] = N[r];
     }
+    // 1/(t[j'+p] - t[j']) for j' = s+1-p+r, the denominator of step r.
+    const T* inv_p = inv_i + (p - 1) * row + (s + 1 - p) + k;
     T saved = T(0);
     for (int r = 0; r < p; ++r) {
-      const T temp = N[r] / (right[r + 1] + left[p - r]);
+      const T temp = N[r] * inv_p[r];
       N[r] = saved + right[r + 1] * temp;
       saved = left[p - r] * temp;
     }
@@ -60,11 +96,11 @@ inline void local_basis(T x, const T* t, int64_t s, int k_runtime, T* N, T* dN) 
   if (dN) {
     // dB_{k,j} = k (B_{k-1,j} / (t_{j+k} - t_j) - B_{k-1,j+1} / (t_{j+k+1} - t_{j+1})),
     // j = s-k+r: B_{k-1,j} is lower[r-1] and B_{k-1,j+1} is lower[r].
+    const T* inv_k = inv_i + (k - 1) * row + (s - k) + k;  // inv_k[r] = 1/(t[j+k]-t[j])
     for (int r = 0; r <= k; ++r) {
-      const int64_t j = s - k + r;
       T d = T(0);
-      if (r >= 1) d += lower[r - 1] / (t[j + k] - t[j]);
-      if (r < k) d -= lower[r] / (t[j + k + 1] - t[j + 1]);
+      if (r >= 1) d += lower[r - 1] * inv_k[r];
+      if (r < k) d -= lower[r] * inv_k[r + 1];
       dN[r] = T(k) * d;
     }
   }
@@ -87,12 +123,13 @@ inline T uniform_inverse_step(const T* t, int64_t n_knots) {
 inline float exp_of(float v) { return __builtin_expf(v); }
 inline double exp_of(double v) { return __builtin_exp(v); }
 
-// torch's SiLU and its derivative, in the same arithmetic (x * sigmoid(x)).
+// SiLU as torch computes it (x / (1 + exp(-x))), and its derivative.
 template <typename T>
 inline T silu(T x) { return x / (T(1) + exp_of(-x)); }
 
 template <typename T>
-inline T silu_grad(T x) {
+inline void silu_and_grad(T x, T* value, T* grad) {
   const T sig = T(1) / (T(1) + exp_of(-x));
-  return sig * (T(1) + x * (T(1) - sig));
+  *value = x * sig;
+  *grad = sig * (T(1) + x * (T(1) - sig));
 }

@@ -1,0 +1,298 @@
+"""Training: pykan 0.2.8's ``MultKAN.fit`` loop and its regulariser.
+
+The default regulariser (``edge_forward_spline_n``) needs, per edge, the standard
+deviation over the batch of the edge's activation ``mask * (scale_base * b(x) +
+scale_sp * spline(x))``. pykan builds the whole `[B, out, in]` activation tensor for it on
+every forward; here :func:`edge_std` computes it chunk by chunk (two passes, at most
+``max_elements`` activations alive at once, recomputed in backward) and only when the
+regulariser is switched on (``lamb > 0``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from . import functional
+
+__all__ = ["fit", "regularization", "edge_std"]
+
+_REG_METRICS = ("edge_forward_spline_n", "edge_forward_sum", "edge_forward_spline_u")
+
+
+def _chunks(n: int, size: int):
+    return [(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def _edge_acts(layer, x, coef, scale_base, scale_sp, i0: int, i1: int) -> torch.Tensor:
+    """Per-edge activations `[b, i1-i0, out]` of inputs ``i0:i1`` (x holds those columns):
+    one fused-kernel call per input, each a 1-input layer."""
+    cols = []
+    for j, i in enumerate(range(i0, i1)):
+        cols.append(functional.kan_layer(
+            x[:, j:j + 1], layer.grid[i:i + 1], coef[j:j + 1], scale_base[j:j + 1],
+            scale_sp[j:j + 1], layer.mask[i:i + 1], layer.k, layer.base_fun, layer.backend))
+    return torch.stack(cols, dim=1)
+
+
+def _plan(batch: int, in_dim: int, out_dim: int, max_elements: int):
+    """Input chunks and batch chunks with at most ``max_elements`` activations each."""
+    rows = max(1, min(batch, max_elements // max(out_dim, 1)))
+    inputs = max(1, min(in_dim, max_elements // (rows * max(out_dim, 1))))
+    return _chunks(in_dim, inputs), _chunks(batch, rows)
+
+
+class _EdgeStd(torch.autograd.Function):
+    """std over the batch (unbiased, as torch.std) of every edge's activation, `[in, out]`."""
+
+    @staticmethod
+    def forward(ctx, x, coef, scale_base, scale_sp, layer, max_elements):
+        batch, in_dim = x.shape
+        out_dim = coef.shape[1]
+        in_chunks, row_chunks = _plan(batch, in_dim, out_dim, max_elements)
+        total = x.new_zeros(in_dim, out_dim)
+        for i0, i1 in in_chunks:
+            for b0, b1 in row_chunks:
+                a = _edge_acts(layer, x[b0:b1, i0:i1], coef[i0:i1], scale_base[i0:i1],
+                               scale_sp[i0:i1], i0, i1)
+                total[i0:i1] += a.sum(0)
+        mean = total / batch
+        sq = x.new_zeros(in_dim, out_dim)
+        for i0, i1 in in_chunks:
+            for b0, b1 in row_chunks:
+                a = _edge_acts(layer, x[b0:b1, i0:i1], coef[i0:i1], scale_base[i0:i1],
+                               scale_sp[i0:i1], i0, i1)
+                sq[i0:i1] += ((a - mean[i0:i1]) ** 2).sum(0)
+        std = torch.sqrt(sq / (batch - 1))
+        ctx.layer, ctx.max_elements = layer, max_elements
+        ctx.save_for_backward(x, coef, scale_base, scale_sp, mean, std)
+        return std
+
+    @staticmethod
+    def backward(ctx, grad_std):
+        x, coef, scale_base, scale_sp, mean, std = ctx.saved_tensors
+        layer = ctx.layer
+        batch, in_dim = x.shape
+        out_dim = coef.shape[1]
+        # d std / d a_b = (a_b - mean) / ((B - 1) std); 0 where std = 0, as torch.std.
+        weight = torch.where(std > 0, grad_std / ((batch - 1) * std), torch.zeros_like(std))
+        need = ctx.needs_input_grad[:4]
+        wanted = [j for j in range(4) if need[j]]
+        grads = [torch.zeros_like(t) if n else None
+                 for t, n in zip((x, coef, scale_base, scale_sp), need)]
+        if not wanted:
+            return None, None, None, None, None, None
+        in_chunks, row_chunks = _plan(batch, in_dim, out_dim, ctx.max_elements)
+        for i0, i1 in in_chunks:
+            for b0, b1 in row_chunks:
+                with torch.enable_grad():
+                    leaves = [x[b0:b1, i0:i1], coef[i0:i1], scale_base[i0:i1], scale_sp[i0:i1]]
+                    leaves = [t.detach().requires_grad_(n) for t, n in zip(leaves, need)]
+                    a = _edge_acts(layer, *leaves, i0, i1)
+                    grad_a = weight[i0:i1] * (a.detach() - mean[i0:i1])
+                    parts = torch.autograd.grad(a, [leaves[j] for j in wanted], grad_a,
+                                                allow_unused=True)
+                for j, part in zip(wanted, parts):
+                    if part is None:
+                        continue
+                    if j == 0:
+                        grads[0][b0:b1, i0:i1] += part
+                    else:
+                        grads[j][i0:i1] += part
+        return grads[0], grads[1], grads[2], grads[3], None, None
+
+
+def edge_std(layer, x: torch.Tensor, max_elements: int = 1 << 20) -> torch.Tensor:
+    """Per-edge std over the batch of ``layer``'s activations at ``x``: `[in, out]`.
+
+    Equals ``torch.std(mask * (scale_base * b(x)[:, :, None] + scale_sp * spline), dim=0)``
+    (pykan's ``torch.std(postacts, dim=0)``, transposed) without building `[B, in, out]`:
+    at most ``max_elements`` activations exist at a time, in forward and in backward.
+    Differentiable in x, coef, scale_base and scale_sp (once).
+    """
+    if x.dim() != 2 or x.shape[1] != layer.in_dim:
+        raise ValueError(f"x: expected shape [batch, {layer.in_dim}], got {list(x.shape)}")
+    if max_elements < 1:
+        raise ValueError(f"max_elements: expected a positive int, got {max_elements}")
+    return _EdgeStd.apply(x, layer.coef, layer.scale_base, layer.scale_sp, layer, int(max_elements))
+
+
+def _check_reg_metric(reg_metric: str) -> None:
+    if reg_metric in ("edge_backward", "node_backward"):
+        raise NotImplementedError(f"reg_metric: {reg_metric!r} (attribution scores) is not supported yet")
+    if reg_metric not in _REG_METRICS:
+        raise ValueError(f"reg_metric: expected one of {list(_REG_METRICS)}, got {reg_metric!r}")
+
+
+def regularization(model, inputs, reg_metric: str = "edge_forward_spline_n",
+                   lamb_l1: float = 1.0, lamb_entropy: float = 2.0, lamb_coef: float = 0.0,
+                   lamb_coefdiff: float = 0.0, max_elements: int = 1 << 20) -> torch.Tensor:
+    """pykan's ``MultKAN.reg`` given each layer's input (``inputs[l]`` `[B, in_l]`).
+
+    Per layer, ``vec[o, i]`` = std of edge (i, o) (``edge_forward_spline_n``: divided by
+    ``std(x_i) + 0.1``; ``edge_forward_sum``: the same, detached, as pykan;
+    ``edge_forward_spline_u``: undivided); then ``lamb_l1 * sum(vec) + lamb_entropy *
+    (row entropy + column entropy)`` (log2, rows/columns normalised by their sum + 1), plus
+    ``lamb_coef`` * mean |coef| and ``lamb_coefdiff`` * mean |diff coef| per edge.
+    """
+    _check_reg_metric(reg_metric)
+    reg = 0.0
+    if lamb_l1 != 0 or lamb_entropy != 0:
+        for layer, x in zip(model.act_fun, inputs):
+            vec = edge_std(layer, x, max_elements)  # [in, out]
+            if reg_metric != "edge_forward_spline_u":
+                vec = vec / (torch.std(x, dim=0) + 0.1)[:, None]
+            if reg_metric == "edge_forward_sum":
+                vec = vec.detach()
+            vec = vec.T  # pykan's [out, in]
+            l1 = torch.sum(vec)
+            p_row = vec / (torch.sum(vec, dim=1, keepdim=True) + 1)
+            p_col = vec / (torch.sum(vec, dim=0, keepdim=True) + 1)
+            entropy_row = -torch.mean(torch.sum(p_row * torch.log2(p_row + 1e-4), dim=1))
+            entropy_col = -torch.mean(torch.sum(p_col * torch.log2(p_col + 1e-4), dim=0))
+            reg = reg + lamb_l1 * l1 + lamb_entropy * (entropy_row + entropy_col)
+    for layer in model.act_fun:
+        coef = layer.coef
+        coef_l1 = torch.sum(torch.mean(torch.abs(coef), dim=1))
+        coef_diff_l1 = torch.sum(torch.mean(torch.abs(torch.diff(coef)), dim=1))
+        reg = reg + lamb_coef * coef_l1 + lamb_coefdiff * coef_diff_l1
+    return reg
+
+
+def _make_optimizer(opt: str, params, lr: float):
+    if opt == "Adam":
+        return torch.optim.Adam(params, lr=lr)
+    # pykan's settings; tolerances 1e-32 so that only max_iter ends a step.
+    return torch.optim.LBFGS(params, lr=lr, history_size=10, line_search_fn="strong_wolfe",
+                             tolerance_grad=1e-32, tolerance_change=1e-32)
+
+
+def _progress(steps: int, progress: bool):
+    if not progress:
+        return None, range(steps)
+    try:
+        from tqdm import tqdm
+    except ImportError:  # tqdm is optional: train without a bar
+        return None, range(steps)
+    bar = tqdm(range(steps), desc="description", ncols=100)
+    return bar, bar
+
+
+def fit(model, dataset: dict, opt: str = "LBFGS", steps: int = 100, log: int = 1,
+        lamb: float = 0.0, lamb_l1: float = 1.0, lamb_entropy: float = 2.0,
+        lamb_coef: float = 0.0, lamb_coefdiff: float = 0.0, update_grid: bool = True,
+        grid_update_num: int = 10, loss_fn=None, lr: float = 1.0,
+        start_grid_update_step: int = -1, stop_grid_update_step: int = 50, batch: int = -1,
+        metrics=None, reg_metric: str = "edge_forward_spline_n", display_metrics=None,
+        progress: bool = True, max_elements: int = 1 << 20) -> dict:
+    """Train ``model`` (a :class:`pykan_fast.KAN`) as pykan's ``MultKAN.fit``.
+
+    ``dataset``: ``train_input``, ``train_label``, ``test_input``, ``test_label``.
+    Each step draws ``batch`` rows (all if -1) with ``np.random.choice`` as pykan; updates
+    the grids on them every ``stop_grid_update_step // grid_update_num`` steps while
+    ``start_grid_update_step <= step < stop_grid_update_step``; takes one optimizer step
+    (``"LBFGS"``: torch's L-BFGS with pykan's settings, history 10, strong Wolfe, up to 20
+    iterations; ``"Adam"``); then evaluates the test loss. Objective: ``loss_fn(pred,
+    label)`` (default MSE) ``+ lamb * reg`` (the regulariser runs only when ``lamb > 0``).
+
+    Returns ``{"train_loss", "test_loss", "reg"}`` (lists of floats per step, the losses
+    as square roots, i.e. RMSE for MSE) plus one list per function in ``metrics``.
+    ``progress=False`` hides the tqdm bar; ``display_metrics`` names history keys shown
+    in it. Unlike pykan, ``reg`` is 0 at every step when ``lamb == 0`` (pykan also
+    evaluates it at the last step) and the global torch seed is not reset by L-BFGS.
+    """
+    for key in ("train_input", "train_label", "test_input", "test_label"):
+        if key not in dataset:
+            raise ValueError(f"dataset: missing key {key!r}")
+    if opt not in ("LBFGS", "Adam"):
+        raise ValueError(f"opt: expected 'LBFGS' or 'Adam', got {opt!r}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps: expected a non-negative int, got {steps!r}")
+    if log < 1:
+        raise ValueError(f"log: expected a positive int, got {log!r}")
+    if lamb > 0:
+        _check_reg_metric(reg_metric)
+    metrics = list(metrics) if metrics is not None else []
+
+    train_x, train_y = dataset["train_input"], dataset["train_label"]
+    test_x, test_y = dataset["test_input"], dataset["test_label"]
+    n_train, n_test = train_x.shape[0], test_x.shape[0]
+    if batch == -1 or batch > n_train:
+        batch_size, batch_size_test = n_train, n_test
+    else:
+        batch_size = batch_size_test = batch
+    batch_size_test = min(batch_size_test, n_test)
+
+    if loss_fn is None:
+        def loss_fn(pred, label):
+            return torch.mean((pred - label) ** 2)
+    # pykan: every stop/num steps; at least 1 (pykan divides by zero when num > stop).
+    grid_update_freq = max(1, int(stop_grid_update_step / grid_update_num))
+    use_reg = lamb > 0
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = _make_optimizer(opt, params, lr)
+    history = {"train_loss": [], "test_loss": [], "reg": []}
+    for metric in metrics:
+        history[metric.__name__] = []
+
+    state = {}
+
+    def objective(x, y):
+        pred, inputs = model._forward(x, keep_inputs=use_reg)
+        train_loss = loss_fn(pred, y)
+        if use_reg:
+            reg = regularization(model, inputs, reg_metric, lamb_l1, lamb_entropy, lamb_coef,
+                                 lamb_coefdiff, max_elements)
+        else:
+            reg = torch.zeros((), dtype=train_loss.dtype)
+        state["train_loss"], state["reg"] = train_loss.detach(), reg.detach()
+        return train_loss + lamb * reg
+
+    bar, steps_iter = _progress(steps, progress)
+    try:
+        for step in steps_iter:
+            train_id = np.random.choice(n_train, batch_size, replace=False)
+            test_id = np.random.choice(n_test, batch_size_test, replace=False)
+            x, y = train_x[train_id], train_y[train_id]
+
+            if (update_grid and step % grid_update_freq == 0 and step < stop_grid_update_step
+                    and step >= start_grid_update_step):
+                model.update_grid(x)
+
+            if opt == "LBFGS":
+                def closure():
+                    optimizer.zero_grad()
+                    loss = objective(x, y)
+                    loss.backward()
+                    return loss
+
+                optimizer.step(closure)
+            else:
+                loss = objective(x, y)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+
+            with torch.no_grad():
+                test_loss = loss_fn(model(test_x[test_id]), test_y[test_id])
+            for metric in metrics:
+                history[metric.__name__].append(float(metric()))
+            history["train_loss"].append(float(torch.sqrt(state["train_loss"])))
+            history["test_loss"].append(float(torch.sqrt(test_loss)))
+            history["reg"].append(float(state["reg"]))
+
+            if bar is not None and step % log == 0:
+                if display_metrics is None:
+                    bar.set_description("| train_loss: %.2e | test_loss: %.2e | reg: %.2e | " % (
+                        history["train_loss"][-1], history["test_loss"][-1], history["reg"][-1]))
+                else:
+                    for name in display_metrics:
+                        if name not in history:
+                            raise ValueError(f"display_metrics: {name!r} not recognized")
+                    bar.set_description("".join(
+                        f" {name}: {history[name][-1]:.2e} |" for name in display_metrics))
+    finally:
+        if bar is not None:
+            bar.close()
+    return history

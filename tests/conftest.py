@@ -1,0 +1,159 @@
+"""Shared fixtures for the kernel, bad-input, layer and pykan-parity tests.
+
+pytest runs with ``--import-mode=importlib``, so test modules cannot import each other or
+this file: the helpers are handed out through the ``kan_case`` fixture (a namespace of
+plain functions) and a few small fixtures.
+"""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+import torch
+
+import pykan_fast as pf
+from pykan_fast.grid import extend_grid, uniform_grid
+
+# Relative tolerance per dtype (DESIGN.md section 4): outputs and every gradient.
+RTOL = {torch.float64: 1e-10, torch.float32: 1e-5}
+
+GRADIENT_NAMES = ("x", "coef", "scale_base", "scale_sp", "mask")
+
+
+def random_grid(in_dim: int, num: int, k: int, generator: torch.Generator,
+                dtype=torch.float64) -> torch.Tensor:
+    """Sorted random knots `[in, num + 2k + 1]`, strictly increasing, spacing varying by
+    up to ~20x within a row and a different span per input (non-uniform: exercises the
+    kernels' binary knot search, not the uniform fast path)."""
+    n = num + 2 * k + 1
+    steps = 0.05 + torch.rand(in_dim, n - 1, generator=generator, dtype=torch.float64)
+    knots = torch.cat([torch.zeros(in_dim, 1, dtype=torch.float64), steps.cumsum(1)], dim=1)
+    lo = -1.5 + torch.rand(in_dim, 1, generator=generator, dtype=torch.float64)
+    width = 1.0 + 2.0 * torch.rand(in_dim, 1, generator=generator, dtype=torch.float64)
+    knots = lo + width * knots / knots[:, -1:]
+    return knots.to(dtype)
+
+
+def make_case(batch: int, in_dim: int, out_dim: int, num: int, k: int,
+              dtype=torch.float64, grid_kind: str = "uniform", seed: int = 0,
+              spread: float = 1.5) -> dict:
+    """Inputs of one ``kan_layer`` call: x `[B, in]` (about 1/3 of it outside the grid,
+    the first sample inside),
+    grid, coef `[in, out, G+k]`, scale_base, scale_sp `[in, out]` and a 0/1 mask with
+    some zeros (as pykan's pruning leaves it)."""
+    g = torch.Generator().manual_seed(seed)
+    if grid_kind == "uniform":
+        grid = uniform_grid(in_dim, num, k, (-1.0, 1.0), dtype=torch.float64)
+    elif grid_kind == "random":
+        grid = random_grid(in_dim, num, k, g)
+    else:
+        raise ValueError(grid_kind)
+    lo, hi = grid[:, :1].T, grid[:, -1:].T
+    mid, half = (lo + hi) / 2, (hi - lo) / 2
+    x = mid + spread * half * (2 * torch.rand(batch, in_dim, generator=g, dtype=torch.float64) - 1)
+    if batch:
+        x[0] = mid + 0.1234 * half  # at least one sample inside the grid
+    nb = grid.shape[1] - k - 1
+    case = dict(
+        x=x,
+        grid=grid,
+        coef=torch.randn(in_dim, out_dim, nb, generator=g, dtype=torch.float64),
+        scale_base=torch.randn(in_dim, out_dim, generator=g, dtype=torch.float64),
+        scale_sp=torch.randn(in_dim, out_dim, generator=g, dtype=torch.float64),
+        mask=(torch.rand(in_dim, out_dim, generator=g, dtype=torch.float64) > 0.2).to(torch.float64),
+    )
+    if in_dim and out_dim:
+        case["mask"][0, 0] = 1.0  # at least one live edge
+    return {name: t.to(dtype).contiguous() for name, t in case.items()}
+
+
+def knots_as_samples(grid: torch.Tensor) -> torch.Tensor:
+    """x `[n_knots, in]` whose column i runs over every knot of input i (first and last
+    included): each sample sits exactly on a knot."""
+    return grid.T.contiguous().clone()
+
+
+def run_layer(case: dict, backend: str, k: int, base_fun="silu", x=None,
+              grad_of=("x", "coef", "scale_base", "scale_sp"), seed: int = 1) -> dict:
+    """Forward + backward through ``pf.functional.kan_layer``.
+
+    Returns ``{"y": y, "<name>": grad}`` for each name in ``grad_of`` (those tensors
+    require grad, the others do not). The upstream gradient is a fixed random tensor, so
+    every output column is weighted differently.
+    """
+    leaves = {}
+    for name in ("x", "coef", "scale_base", "scale_sp", "mask"):
+        # An explicit x keeps its strides (detach() is a view): non-contiguous x reach
+        # kan_layer as they are.
+        t = x.detach() if name == "x" and x is not None else case[name].detach().clone()
+        leaves[name] = t.requires_grad_(name in grad_of)
+    y = pf.functional.kan_layer(leaves["x"], case["grid"], leaves["coef"], leaves["scale_base"],
+                                leaves["scale_sp"], leaves["mask"], k, base_fun, backend)
+    out = {"y": y.detach()}
+    if grad_of:
+        g = torch.Generator().manual_seed(seed)
+        dy = torch.randn(y.shape, generator=g, dtype=torch.float64).to(y.dtype)
+        y.backward(dy)
+        for name in grad_of:
+            out[name] = leaves[name].grad
+    return out
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float, name: str = "") -> None:
+    """Same shape and dtype, NaN and ±inf at the same places, finite entries within
+    ``rtol`` relative to the largest finite entry of ``expected`` (a norm-wise relative
+    error: cancellation makes single entries meaningless to compare relatively)."""
+    assert actual is not None, f"{name}: no gradient"
+    assert actual.shape == expected.shape, f"{name}: shape {list(actual.shape)} != {list(expected.shape)}"
+    assert actual.dtype == expected.dtype, f"{name}: dtype {actual.dtype} != {expected.dtype}"
+    a, e = actual.detach(), expected.detach()
+    nan_a, nan_e = torch.isnan(a), torch.isnan(e)
+    assert torch.equal(nan_a, nan_e), (
+        f"{name}: NaN pattern differs: {int(nan_a.sum())} NaN vs {int(nan_e.sum())} in the "
+        f"reference; first mismatch at {torch.nonzero(nan_a != nan_e)[0].tolist()}")
+    inf_e = torch.isinf(e)
+    assert torch.equal(torch.isinf(a), inf_e), f"{name}: inf pattern differs"
+    assert torch.equal(a[inf_e], e[inf_e]), f"{name}: inf signs differ"
+    fin = torch.isfinite(e)
+    if not bool(fin.any()):
+        return
+    a64, e64 = a[fin].double(), e[fin].double()
+    scale = e64.abs().max().item()
+    err = (a64 - e64).abs().max().item()
+    assert err <= rtol * scale or err == 0.0, (
+        f"{name}: max abs error {err:.3e} > rtol {rtol:.0e} x max|ref| {scale:.3e} "
+        f"(relative {err / scale if scale else float('inf'):.3e})")
+
+
+def assert_results_close(actual: dict, expected: dict, rtol: float) -> None:
+    assert actual.keys() == expected.keys()
+    for name in expected:
+        assert_close(actual[name], expected[name], rtol, name)
+
+
+@pytest.fixture
+def kan_case():
+    """Helpers: make_case, random_grid, knots_as_samples, run_layer, assert_close,
+    assert_results_close, RTOL, extend_grid, uniform_grid."""
+    return types.SimpleNamespace(
+        make_case=make_case, random_grid=random_grid, knots_as_samples=knots_as_samples,
+        run_layer=run_layer, assert_close=assert_close, assert_results_close=assert_results_close,
+        RTOL=RTOL, extend_grid=extend_grid, uniform_grid=uniform_grid,
+    )
+
+
+@pytest.fixture
+def restore_threads():
+    """Restores torch's intra-op thread count after a test that changes it."""
+    before = torch.get_num_threads()
+    yield before
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def _no_backend_env(monkeypatch):
+    """Tests choose the backend explicitly: an inherited PYKAN_FAST_BACKEND or
+    TRITON_INTERPRET must not change what they run."""
+    monkeypatch.delenv("PYKAN_FAST_BACKEND", raising=False)
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
