@@ -19,25 +19,149 @@ void zero_array(T* a, int64_t n) {
 // the reciprocal knot differences of local_basis.
 template <typename T>
 struct KnotData {
-  T* inv_h;
+  T* inv_h;        // find_span's hint (uniform to 1e-6)
+  T* exact_inv_h;  // 1/h where the knots are uniform to rounding, else 0
   KnotTable<T> table;
   explicit KnotData(const KanProblem<T>& p) {
     inv_h = alloc_array<T>(p.in);
+    exact_inv_h = alloc_array<T>(p.in);
     table = KnotTable<T>{alloc_array<T>(p.in * p.k * (p.n_knots + p.k)), p.n_knots, p.k};
 #pragma omp parallel for num_threads(p.threads) schedule(static)
     for (int64_t i = 0; i < p.in; ++i) {
       const T* t = p.grid + i * p.n_knots;
       inv_h[i] = uniform_inverse_step(t, p.n_knots);
+      exact_inv_h[i] = exact_uniform_inverse_step(t, p.n_knots);
       fill_knot_table(t, p.n_knots, p.k, table.inv + i * p.k * table.row());
     }
   }
   ~KnotData() {
     __builtin_free(inv_h);
+    __builtin_free(exact_inv_h);
     __builtin_free(table.inv);
   }
   KnotData(const KnotData&) = delete;
   KnotData& operator=(const KnotData&) = delete;
 };
+
+// ---- bases of a tile of samples for one input, vectorised across the samples --------
+
+constexpr int kTile = 64;  // samples per tile, forward and backward
+
+// Structure of arrays: N[r][b] = B_{k, span[b]-k+r}(x[b]); span -1 means outside the grid
+// (all bases zero, N meaningless).
+template <typename T>
+struct TileBasis {
+  T x[kTile];
+  T u[kTile];  // (x - t[span]) / h, for uniform knots
+  int64_t span[kTile];
+  T N[kMaxOrder + 1][kTile];
+  T dN[kMaxOrder + 1][kTile];
+};
+
+// Fills span, N (and dN) for x[0..n).  Spans are searched per sample against the real
+// knots; the recursion then runs across samples in SIMD lanes: with uniform knots on
+// (x - t_s)/h alone, otherwise on gathered knots and reciprocals.
+template <typename T, int K, bool kDeriv>
+inline void tile_basis(TileBasis<T>& tb, int n, const T* t, int64_t nk, const T* inv_i,
+                       T inv_h, T exact_inv_h) {
+  for (int b = 0; b < n; ++b) {
+    const int64_t s = find_span(tb.x[b], t, nk, inv_h);
+    tb.span[b] = s;
+    tb.u[b] = s >= 0 ? (tb.x[b] - t[s]) * exact_inv_h : T(0);
+  }
+  if (exact_inv_h > T(0)) {
+#pragma omp simd
+    for (int b = 0; b < n; ++b) {
+      const T u = tb.u[b];
+      T Nl[K + 1], lower[K + 1];
+      Nl[0] = T(1);
+      for (int p = 1; p <= K; ++p) {
+        if (p == K)
+          for (int r = 0; r < K; ++r) lower[r] = Nl[r];
+        // Uniform knots: left[j] = (u + j - 1) h, right[j] = (j - u) h, sums p h.
+        const T ip = T(1) / T(p);
+        T saved = T(0);
+        for (int r = 0; r < p; ++r) {
+          const T temp = Nl[r] * ip;
+          Nl[r] = saved + (T(r + 1) - u) * temp;
+          saved = (u + T(p - r - 1)) * temp;
+        }
+        Nl[p] = saved;
+      }
+      for (int r = 0; r <= K; ++r) tb.N[r][b] = Nl[r];
+      if (kDeriv) {
+        for (int r = 0; r <= K; ++r) {
+          const T d = (r >= 1 ? lower[r - 1] : T(0)) - (r < K ? lower[r] : T(0));
+          tb.dN[r][b] = d * exact_inv_h;
+        }
+      }
+    }
+    return;
+  }
+  const int64_t row = nk + K;
+#pragma omp simd
+  for (int b = 0; b < n; ++b) {
+    const T x = tb.x[b];
+    const int64_t s = tb.span[b] >= 0 ? tb.span[b] : K;  // lanes outside: any valid span
+    T Nl[K + 1], lower[K + 1];
+    Nl[0] = T(1);
+    for (int p = 1; p <= K; ++p) {
+      if (p == K)
+        for (int r = 0; r < K; ++r) lower[r] = Nl[r];
+      const T* inv_p = inv_i + (p - 1) * row + (s + 1 - p) + K;
+      T saved = T(0);
+      for (int r = 0; r < p; ++r) {
+        // left[p-r] and right[r+1] of the general recursion, knot indices clamped.
+        const int64_t li = s + 1 - (p - r) < 0 ? 0 : s + 1 - (p - r);
+        const int64_t ri = s + r + 1 > nk - 1 ? nk - 1 : s + r + 1;
+        const T temp = Nl[r] * inv_p[r];
+        Nl[r] = saved + (t[ri] - x) * temp;
+        saved = (x - t[li]) * temp;
+      }
+      Nl[p] = saved;
+    }
+    for (int r = 0; r <= K; ++r) tb.N[r][b] = Nl[r];
+    if (kDeriv) {
+      const T* inv_k = inv_i + (K - 1) * row + (s - K) + K;
+      for (int r = 0; r <= K; ++r) {
+        T d = T(0);
+        if (r >= 1) d += lower[r - 1] * inv_k[r];
+        if (r < K) d -= lower[r] * inv_k[r + 1];
+        tb.dN[r][b] = T(K) * d;
+      }
+    }
+  }
+}
+
+// Runtime order (K == 0): the scalar recursion per sample.
+template <typename T, bool kDeriv>
+inline void tile_basis_runtime(TileBasis<T>& tb, int n, const T* t, int64_t nk,
+                               const T* inv_i, T inv_h, int k) {
+  T N[kMaxOrder + 1], dN[kMaxOrder + 1];
+  for (int b = 0; b < n; ++b) {
+    const int64_t s = find_span(tb.x[b], t, nk, inv_h);
+    tb.span[b] = s;
+    if (s < 0) continue;
+    local_basis<T, 0>(tb.x[b], t, nk, inv_i, s, k, N, kDeriv ? dN : static_cast<T*>(nullptr));
+    for (int r = 0; r <= k; ++r) {
+      tb.N[r][b] = N[r];
+      if (kDeriv) tb.dN[r][b] = dN[r];
+    }
+  }
+}
+
+template <typename T, int K, bool kDeriv>
+inline void tile_bases_for_input(const KanProblem<T>& p, const KnotData<T>& knots,
+                                 TileBasis<T>& tb, int64_t b0, int n, int64_t i) {
+  for (int b = 0; b < n; ++b) tb.x[b] = p.x[(b0 + b) * p.in + i];
+  const T* t = p.grid + i * p.n_knots;
+  if constexpr (K > 0)
+    tile_basis<T, K, kDeriv>(tb, n, t, p.n_knots, knots.table.input(i), knots.inv_h[i],
+                             knots.exact_inv_h[i]);
+  else
+    tile_basis_runtime<T, kDeriv>(tb, n, t, p.n_knots, knots.table.input(i), knots.inv_h[i],
+                                  p.k);
+}
 
 template <typename T>
 inline void axpy(T* y, T a, const T* w, int64_t n) {
@@ -131,8 +255,9 @@ inline void accumulate_rows(T* yr, int64_t o0, int64_t o1, const T* const* row,
 // coefficients; then each output row is accumulated in registers over the whole input
 // block, so it is loaded and stored once per block instead of once per input, and the
 // block's weights (kForwardInputs * n_basis * out values) stay in L2 across the tile.
-constexpr int64_t kForwardTile = 64;
-constexpr int kForwardInputs = 8;
+constexpr int kForwardInputs = 8;     // most inputs per block
+constexpr int kForwardSamples = 32;   // samples per forward tile
+constexpr int64_t kForwardColumns = 64;  // outputs per pass: 4 vectors of floats
 
 template <typename T, int K, bool kSilu>
 void forward_k(const KanProblem<T>& p, T* y) {
@@ -142,163 +267,252 @@ void forward_k(const KanProblem<T>& p, T* y) {
   const KnotData<T> knots(p);
   T* zero_row = alloc_array<T>(out);
   zero_array(zero_row, out);
-  const int64_t n_tiles = (p.batch + kForwardTile - 1) / kForwardTile;
-  const int64_t list_len = kForwardTile * kForwardInputs * rows_per;
+  const int64_t n_tiles = (p.batch + kForwardSamples - 1) / kForwardSamples;
+  const int64_t list_len = kForwardSamples * kForwardInputs * rows_per;
+  // Inputs per block: their weight columns of one pass (block * n_basis rows of
+  // kForwardColumns values, 16 KiB at n_basis = 8) should stay in L1 across the tile.
+  const int block = nb >= 64 ? 1 : nb >= 8 ? static_cast<int>(64 / nb) : kForwardInputs;
 
 #pragma omp parallel num_threads(p.threads)
   {
     const T** row = static_cast<const T**>(__builtin_malloc(sizeof(T*) * list_len));
     T* coef = alloc_array<T>(list_len);
-    T N[kMaxOrder + 1];
+    TileBasis<T>* tb = static_cast<TileBasis<T>*>(__builtin_malloc(sizeof(TileBasis<T>)));
 #pragma omp for schedule(static)
     for (int64_t tile = 0; tile < n_tiles; ++tile) {
-      const int64_t b0 = tile * kForwardTile;
-      const int64_t b1 = b0 + kForwardTile < p.batch ? b0 + kForwardTile : p.batch;
-      zero_array(y + b0 * out, (b1 - b0) * out);
-      for (int64_t i0 = 0; i0 < in; i0 += kForwardInputs) {
-        const int ib = static_cast<int>(i0 + kForwardInputs < in ? kForwardInputs : in - i0);
+      const int64_t b0 = tile * kForwardSamples;
+      const int n = static_cast<int>(b0 + kForwardSamples < p.batch ? kForwardSamples : p.batch - b0);
+      zero_array(y + b0 * out, n * out);
+      for (int64_t i0 = 0; i0 < in; i0 += block) {
+        const int ib = static_cast<int>(i0 + block < in ? block : in - i0);
         // List the rows and coefficients of every (sample, input) of the block.
-        for (int64_t b = b0; b < b1; ++b) {
-          for (int ii = 0; ii < ib; ++ii) {
-            const int64_t i = i0 + ii;
-            const T xv = p.x[b * in + i];
-            const T* t = p.grid + i * nk;
-            const T* wi = p.spline_weight + i * nb * out;
-            const int64_t at = ((b - b0) * kForwardInputs + ii) * rows_per;
+        for (int ii = 0; ii < ib; ++ii) {
+          const int64_t i = i0 + ii;
+          tile_bases_for_input<T, K, false>(p, knots, *tb, b0, n, i);
+          const T* wi = p.spline_weight + i * nb * out;
+          for (int b = 0; b < n; ++b) {
+            const int64_t at = (static_cast<int64_t>(b) * kForwardInputs + ii) * rows_per;
             const T** rr = row + at;
             T* cc = coef + at;
-            const int64_t s = find_span(xv, t, nk, knots.inv_h[i]);
-            if (s >= 0) local_basis<T, K>(xv, t, nk, knots.table.input(i), s, k, N,
-                                          static_cast<T*>(nullptr));
+            const int64_t s = tb->span[b];
             for (int r = 0; r <= k; ++r) {
               const int64_t j = s - k + r;
               const bool ok = s >= 0 && j >= 0 && j < nb;  // no coefficient past the ends
               rr[r] = ok ? wi + j * out : zero_row;
-              cc[r] = ok ? N[r] : T(0);
+              cc[r] = ok ? tb->N[r][b] : T(0);
             }
             if (kSilu) {
               rr[k + 1] = p.base_weight + i * out;
-              cc[k + 1] = silu(xv);
+              cc[k + 1] = silu(tb->x[b]);
             }
           }
         }
-        // Accumulate each output row over the block.
+        // Accumulate each output row over the block, a column pass at a time.
         const int n_rows = ib * rows_per;
-        for (int64_t b = b0; b < b1; ++b) {
-          const int64_t at = (b - b0) * kForwardInputs * rows_per;
-          accumulate_rows<T>(y + b * out, 0, out, row + at, coef + at, n_rows);
+        for (int64_t o0 = 0; o0 < out; o0 += kForwardColumns) {
+          const int64_t o1 = o0 + kForwardColumns < out ? o0 + kForwardColumns : out;
+          for (int b = 0; b < n; ++b) {
+            const int64_t at = static_cast<int64_t>(b) * kForwardInputs * rows_per;
+            accumulate_rows<T>(y + (b0 + b) * out, o0, o1, row + at, coef + at, n_rows);
+          }
         }
       }
     }
     __builtin_free(row);
     __builtin_free(coef);
+    __builtin_free(tb);
   }
   __builtin_free(zero_row);
 }
 
-// Samples per backward tile: their grad_y rows stay in L1/L2 while every input of the
-// thread's range is visited.
-constexpr int64_t kBackwardTile = 64;
+// M samples whose x share one knot span also share their R weight rows: one pass serves
+// them all, loading each weight and gradient row once (M dot products per weight load,
+// one read-modify-write of a gradient row for M samples).
+// dyr[m]: grad_y rows; n[m*R + r], dots[m*R + r]: per-sample scales and results.
+template <typename T, int R, int M, bool kUpdate>
+inline void group_rows(const T* const* dyr, int64_t out, const T* const* w, T* const* gw,
+                       const T* n, T* dots) {
+  using V = typename Vec<T>::V;
+  constexpr int L = Vec<T>::L;
+  V acc[M][R];
+  for (int m = 0; m < M; ++m)
+    for (int r = 0; r < R; ++r) acc[m][r] = V{};
+  int64_t o = 0;
+  for (; o + L <= out; o += L) {
+    V d[M];
+    for (int m = 0; m < M; ++m) d[m] = vload(dyr[m] + o);
+    for (int r = 0; r < R; ++r) {
+      const V wv = vload(w[r] + o);
+      for (int m = 0; m < M; ++m) acc[m][r] += d[m] * wv;
+      if (kUpdate) {
+        V g = vload(gw[r] + o);
+        for (int m = 0; m < M; ++m) g += vbroadcast(n[m * R + r]) * d[m];
+        vstore(gw[r] + o, g);
+      }
+    }
+  }
+  for (int m = 0; m < M; ++m) {
+    for (int r = 0; r < R; ++r) {
+      T sum = Vec<T>::hsum(acc[m][r]);
+      for (int64_t oo = o; oo < out; ++oo) sum += dyr[m][oo] * w[r][oo];
+      dots[m * R + r] = sum;
+    }
+  }
+  if (kUpdate) {
+    for (int r = 0; r < R; ++r)
+      for (int64_t oo = o; oo < out; ++oo) {
+        T g = gw[r][oo];
+        for (int m = 0; m < M; ++m) g += n[m * R + r] * dyr[m][oo];
+        gw[r][oo] = g;
+      }
+  }
+}
+
+// Samples of a tile ordered by knot span (counting sort), so that equal spans are
+// adjacent; tiles over many knots keep their order (grouping would rarely pay).
+constexpr int64_t kMaxSortedKnots = 512;
+
+inline int sort_by_span(const int64_t* span, int n, int64_t n_knots, int* order, int* count) {
+  if (n_knots > kMaxSortedKnots) {
+    for (int b = 0; b < n; ++b) order[b] = b;
+    return n;
+  }
+  const int keys = static_cast<int>(n_knots);  // span + 1 in [0, n_knots - 1]
+  for (int c = 0; c <= keys; ++c) count[c] = 0;
+  for (int b = 0; b < n; ++b) ++count[span[b] + 1 + 1];
+  for (int c = 1; c <= keys; ++c) count[c] += count[c - 1];
+  for (int b = 0; b < n; ++b) order[count[span[b] + 1]++] = b;
+  return n;
+}
+
+// Scales of sample b (k+1 spline rows, then the base row): n = B_j(x) or base(x) for the
+// weight gradient, dn = dB_j/dx or base'(x) for grad_x.  Rows past the basis ends get 0.
+template <typename T, int K, bool kSilu>
+inline void sample_scales(const TileBasis<T>& tb, int b, int k, int64_t nb, T* n, T* dn) {
+  const int64_t s = tb.span[b];
+  for (int r = 0; r <= k; ++r) {
+    const int64_t j = s - k + r;
+    const bool ok = j >= 0 && j < nb;
+    n[r] = ok ? tb.N[r][b] : T(0);
+    dn[r] = ok ? tb.dN[r][b] : T(0);
+  }
+  if (kSilu) silu_and_grad(tb.x[b], &n[k + 1], &dn[k + 1]);
+}
+
+// All samples of a tile for one input i: grad_x[b] and the gradient-row updates.
+template <typename T, int K, bool kSilu, bool kUpdate>
+void backward_tile_input(const KanProblem<T>& p, int64_t i, const TileBasis<T>& tb, int n,
+                         const T* dy0, T* dx_col, T* gw_i, T* gb_i, const T* zero_row,
+                         T* scratch_row, int* order, int* count) {
+  constexpr int R = K + 1 + (kSilu ? 1 : 0);
+  constexpr int kGroup = R <= 6 ? 4 : 3;  // M*R accumulators must fit the registers
+  const int k = K;
+  const int64_t out = p.out, nb = p.n_knots - k - 1;
+  const T* wi = p.spline_weight + i * nb * out;
+  const T* wb = p.base_weight + i * out;
+  sort_by_span(tb.span, n, p.n_knots, order, count);
+  int at = 0;
+  while (at < n) {
+    const int64_t s = tb.span[order[at]];
+    int run = 1;
+    while (at + run < n && tb.span[order[at + run]] == s) ++run;
+    if (s < 0) {
+      // Outside the grid: only the base row.
+      for (int q = 0; q < run; ++q) {
+        const int b = order[at + q];
+        T val = T(0), grad = T(0), dot = T(0);
+        if (kSilu) {
+          silu_and_grad(tb.x[b], &val, &grad);
+          const T* dyr = dy0 + b * out;
+          const T* w1[1] = {wb};
+          T* g1[1] = {gb_i ? gb_i : scratch_row};
+          group_rows<T, 1, 1, kUpdate>(&dyr, out, w1, g1, &val, &dot);
+        }
+        // pykan's bases give NaN gradients at NaN or infinite x, whatever the base.
+        const T x = tb.x[b];
+        if (dx_col) dx_col[b * p.in] = x - x == T(0) ? grad * dot : x - x;
+      }
+      at += run;
+      continue;
+    }
+    const T* w[R];
+    T* gw[R];
+    for (int r = 0; r <= k; ++r) {
+      const int64_t j = s - k + r;
+      const bool ok = j >= 0 && j < nb;
+      w[r] = ok ? wi + j * out : zero_row;
+      gw[r] = ok && gw_i ? gw_i + j * out : scratch_row;
+    }
+    if (kSilu) {
+      w[k + 1] = wb;
+      gw[k + 1] = gb_i ? gb_i : scratch_row;
+    }
+    for (int q = 0; q < run;) {
+      const int m = run - q >= kGroup ? kGroup : run - q >= 2 ? 2 : 1;
+      const T* dyr[kGroup];
+      T scale[kGroup * R], dscale[kGroup * R], dots[kGroup * R];
+      for (int g = 0; g < m; ++g) {
+        const int b = order[at + q + g];
+        dyr[g] = dy0 + b * out;
+        sample_scales<T, K, kSilu>(tb, b, k, nb, scale + g * R, dscale + g * R);
+      }
+      if (m == kGroup) group_rows<T, R, kGroup, kUpdate>(dyr, out, w, gw, scale, dots);
+      else if (m == 2) group_rows<T, R, 2, kUpdate>(dyr, out, w, gw, scale, dots);
+      else group_rows<T, R, 1, kUpdate>(dyr, out, w, gw, scale, dots);
+      if (dx_col) {
+        for (int g = 0; g < m; ++g) {
+          T acc = T(0);
+          for (int r = 0; r < R; ++r) acc += dscale[g * R + r] * dots[g * R + r];
+          dx_col[order[at + q + g] * p.in] = acc;
+        }
+      }
+      q += m;
+    }
+    at += run;
+  }
+}
+
+// Runtime order (K == 0): one sample and one row at a time.
+template <typename T, bool kSilu, bool kUpdate>
+void backward_tile_input_runtime(const KanProblem<T>& p, int64_t i, const TileBasis<T>& tb,
+                                 int n, const T* dy0, T* dx_col, T* gw_i, T* gb_i,
+                                 const T* zero_row, T* scratch_row) {
+  const int k = p.k;
+  const int64_t out = p.out, nb = p.n_knots - k - 1;
+  const T* wi = p.spline_weight + i * nb * out;
+  for (int b = 0; b < n; ++b) {
+    const T* dyr = dy0 + b * out;
+    const int64_t s = tb.span[b];
+    T g = T(0);
+    for (int r = 0; r <= k + (kSilu ? 1 : 0); ++r) {
+      const T* w;
+      T* gwr;
+      T scale, dscale;
+      if (r == k + 1) {
+        w = p.base_weight + i * out;
+        gwr = gb_i ? gb_i : scratch_row;
+        silu_and_grad(tb.x[b], &scale, &dscale);
+      } else {
+        const int64_t j = s - k + r;
+        if (s < 0 || j < 0 || j >= nb) continue;
+        w = wi + j * out;
+        gwr = gw_i ? gw_i + j * out : scratch_row;
+        scale = tb.N[r][b];
+        dscale = tb.dN[r][b];
+      }
+      T dot;
+      group_rows<T, 1, 1, kUpdate>(&dyr, out, &w, &gwr, &scale, &dot);
+      g += dscale * dot;
+    }
+    const T x = tb.x[b];
+    if (dx_col) dx_col[b * p.in] = x - x == T(0) ? g : x - x;  // NaN at NaN or infinite x
+  }
+}
+
 // Below this many inputs the batch is also split, into a count of chunks fixed by the
 // problem size (not the thread count), so the sums do not depend on the threads used.
 constexpr int64_t kSplitBatchBelowInputs = 16;
 constexpr int64_t kSamplesPerChunk = 2048;
-
-// One pass over grad_y's row dyr for R weight rows at once: dots[r] = <dyr, w[r]> and,
-// with kUpdate, gw[r] += n[r] * dyr.  R independent accumulators keep the FMA pipes
-// busy (one long dot product would wait on its own latency).
-template <typename T, int R, bool kUpdate>
-inline void fused_rows(const T* dyr, int64_t out, const T* const* w, T* const* gw,
-                       const T* n, T* dots) {
-  using V = typename Vec<T>::V;
-  constexpr int L = Vec<T>::L;
-  V acc[R], nv[R];
-  for (int r = 0; r < R; ++r) {
-    acc[r] = V{};
-    nv[r] = vbroadcast(n[r]);
-  }
-  int64_t o = 0;
-  for (; o + L <= out; o += L) {
-    const V d = vload(dyr + o);
-    for (int r = 0; r < R; ++r) {
-      acc[r] += d * vload(w[r] + o);
-      if (kUpdate) vstore(gw[r] + o, vload(gw[r] + o) + nv[r] * d);
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    T sum = Vec<T>::hsum(acc[r]);
-    for (int64_t oo = o; oo < out; ++oo) {
-      sum += dyr[oo] * w[r][oo];
-      if (kUpdate) gw[r][oo] += n[r] * dyr[oo];
-    }
-    dots[r] = sum;
-  }
-}
-
-// Rows of one (sample, input) for the backward pass: the k+1 spline rows of the knot
-// span, then the base row.  Rows past the ends of the basis (extension intervals) point
-// at a zero row and a scratch row, with zero coefficients.
-template <typename T>
-struct RowSet {
-  const T* w[kMaxOrder + 2];
-  T* gw[kMaxOrder + 2];
-  T n[kMaxOrder + 2];   // gw scale: B_j(x), or base(x) for the base row
-  T dn[kMaxOrder + 2];  // grad_x scale: dB_j/dx, or base'(x)
-  T dots[kMaxOrder + 2];
-};
-
-template <typename T, int R, bool kUpdate>
-inline T finish_rows(const T* dyr, int64_t out, RowSet<T>& rows) {
-  fused_rows<T, R, kUpdate>(dyr, out, rows.w, rows.gw, rows.n, rows.dots);
-  T g = T(0);
-  for (int r = 0; r < R; ++r) g += rows.dn[r] * rows.dots[r];
-  return g;
-}
-
-// One (sample, input): grad_x and the gradient-row updates.
-template <typename T, int K, bool kSilu, bool kUpdate>
-inline T backward_one(const KanProblem<T>& p, int64_t i, T xv, const T* dyr,
-                      const KnotData<T>& knots, T* gw_i, T* gb_i, const T* zero_row,
-                      T* scratch_row) {
-  const int k = K > 0 ? K : p.k;
-  const int64_t out = p.out, nk = p.n_knots, nb = nk - k - 1;
-  const T* t = p.grid + i * nk;
-  const T* wi = p.spline_weight + i * nb * out;
-  RowSet<T> rows;
-  const int64_t s = find_span(xv, t, nk, knots.inv_h[i]);
-  if (s < 0) {
-    if (!kSilu) return T(0);
-    rows.w[0] = p.base_weight + i * out;
-    rows.gw[0] = gb_i ? gb_i : scratch_row;
-    silu_and_grad(xv, &rows.n[0], &rows.dn[0]);
-    return finish_rows<T, 1, kUpdate>(dyr, out, rows);
-  }
-  local_basis<T, K>(xv, t, nk, knots.table.input(i), s, k, rows.n, rows.dn);
-  for (int r = 0; r <= k; ++r) {
-    const int64_t j = s - k + r;
-    if (j >= 0 && j < nb) {
-      rows.w[r] = wi + j * out;
-      rows.gw[r] = gw_i ? gw_i + j * out : scratch_row;
-    } else {
-      rows.w[r] = zero_row;
-      rows.gw[r] = scratch_row;
-      rows.n[r] = rows.dn[r] = T(0);
-    }
-  }
-  if (kSilu) {
-    rows.w[k + 1] = p.base_weight + i * out;
-    rows.gw[k + 1] = gb_i ? gb_i : scratch_row;
-    silu_and_grad(xv, &rows.n[k + 1], &rows.dn[k + 1]);
-  }
-  if constexpr (K > 0) return finish_rows<T, K + 1 + (kSilu ? 1 : 0), kUpdate>(dyr, out, rows);
-  // Runtime order: one row at a time.
-  T g = T(0);
-  for (int r = 0; r <= k + (kSilu ? 1 : 0); ++r) {
-    fused_rows<T, 1, kUpdate>(dyr, out, rows.w + r, rows.gw + r, rows.n + r, rows.dots + r);
-    g += rows.dn[r] * rows.dots[r];
-  }
-  return g;
-}
 
 template <typename T, int K, bool kSilu, bool kUpdate>
 void backward_k(const KanProblem<T>& p, const T* dy, T* dx, T* gw, T* gb) {
@@ -320,16 +534,20 @@ void backward_k(const KanProblem<T>& p, const T* dy, T* dx, T* gw, T* gb) {
   if (gw_part) zero_array(gw_part, chunks * gw_size);
   if (gb_part) zero_array(gb_part, chunks * gb_size);
 
-  // Work items: (chunk, input); each item owns its gradient rows and its grad_x column.
+  // Work items: (chunk, input); each item owns its gradient rows and its grad_x column,
+  // so every sum runs in one order whatever the thread count.
   const int64_t items = chunks * in;
 #pragma omp parallel num_threads(p.threads)
   {
     const int64_t nth = omp_get_num_threads(), tid = omp_get_thread_num();
+    const int64_t lo = items * tid / nth, hi = items * (tid + 1) / nth;
     T* zero_row = alloc_array<T>(out);
     T* scratch_row = alloc_array<T>(out);
     zero_array(zero_row, out);
     zero_array(scratch_row, out);
-    const int64_t lo = items * tid / nth, hi = items * (tid + 1) / nth;
+    TileBasis<T>* tb = static_cast<TileBasis<T>*>(__builtin_malloc(sizeof(TileBasis<T>)));
+    int order[kTile];
+    int* count = static_cast<int*>(__builtin_malloc(sizeof(int) * (kMaxSortedKnots + 2)));
     // Visit the batch in tiles, and the thread's items inside each tile, so that a tile
     // of grad_y is reused from cache across inputs.
     for (int64_t c_first = lo; c_first < hi;) {
@@ -337,23 +555,29 @@ void backward_k(const KanProblem<T>& p, const T* dy, T* dx, T* gw, T* gb) {
       const int64_t item_end = (c + 1) * in < hi ? (c + 1) * in : hi;
       const int64_t bs = c * chunk_len;
       const int64_t be = bs + chunk_len < batch ? bs + chunk_len : batch;
-      for (int64_t b0 = bs; b0 < be; b0 += kBackwardTile) {
-        const int64_t b1 = b0 + kBackwardTile < be ? b0 + kBackwardTile : be;
+      for (int64_t b0 = bs; b0 < be; b0 += kTile) {
+        const int n = static_cast<int>(b0 + kTile < be ? kTile : be - b0);
         for (int64_t item = c_first; item < item_end; ++item) {
           const int64_t i = item - c * in;
           T* gw_i = gw_part ? gw_part + c * gw_size + i * nb * out : nullptr;
           T* gb_i = gb_part ? gb_part + c * gb_size + i * out : nullptr;
-          for (int64_t b = b0; b < b1; ++b) {
-            const T g = backward_one<T, K, kSilu, kUpdate>(
-                p, i, p.x[b * in + i], dy + b * out, knots, gw_i, gb_i, zero_row, scratch_row);
-            if (dx) dx[b * in + i] = g;
-          }
+          tile_bases_for_input<T, K, true>(p, knots, *tb, b0, n, i);
+          T* dx_col = dx ? dx + b0 * in + i : nullptr;
+          if constexpr (K > 0)
+            backward_tile_input<T, K, kSilu, kUpdate>(p, i, *tb, n, dy + b0 * out, dx_col,
+                                                      gw_i, gb_i, zero_row, scratch_row,
+                                                      order, count);
+          else
+            backward_tile_input_runtime<T, kSilu, kUpdate>(p, i, *tb, n, dy + b0 * out, dx_col,
+                                                           gw_i, gb_i, zero_row, scratch_row);
         }
       }
       c_first = item_end;
     }
     __builtin_free(zero_row);
     __builtin_free(scratch_row);
+    __builtin_free(tb);
+    __builtin_free(count);
   }
 
   if (chunks > 1) {

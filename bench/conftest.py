@@ -1,0 +1,6 @@
+"""Lets the benchmark files import shapes.py (pytest runs with --import-mode=importlib)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
