@@ -3,6 +3,8 @@ name the argument, raised before any kernel sees a pointer."""
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 MAX_ORDER = 15  # equal to the C++ kernels' kMaxOrder
@@ -11,11 +13,11 @@ FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def check_order(k) -> int:
-    if isinstance(k, bool) or not isinstance(k, int):
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral):
         raise TypeError(f"k: expected an int spline order, got {type(k).__name__}")
     if not 1 <= k <= MAX_ORDER:
         raise ValueError(f"k: expected 1 <= k <= {MAX_ORDER}, got {k}")
-    return k
+    return int(k)
 
 
 def _tensor(name: str, value) -> torch.Tensor:
@@ -32,12 +34,20 @@ def check_layer_args(x, grid, coef, scale_base, scale_sp, mask, k) -> None:
         raise ValueError(f"x: expected a 2-D tensor [batch, in], got shape {list(x.shape)}")
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"x: expected a floating-point tensor, got dtype {x.dtype}")
-    batch, in_dim = x.shape
     grid = _tensor("grid", grid)
     coef = _tensor("coef", coef)
-    if grid.dim() != 2 or grid.shape[0] != in_dim:
+    if grid.dim() != 2:
+        raise ValueError(f"grid: expected a 2-D tensor [in, n_knots], got shape {list(grid.shape)}")
+    # The number of inputs is what two of x, grid and coef agree on (else x's): the one
+    # that disagrees is named.
+    counts = [x.shape[1], grid.shape[0]] + ([coef.shape[0]] if coef.dim() == 3 else [])
+    in_dim = max(set(counts), key=lambda n: (counts.count(n), n == x.shape[1]))
+    if grid.shape[0] != in_dim:
+        raise ValueError(f"grid: expected shape [in={in_dim}, n_knots], got {list(grid.shape)}")
+    if x.shape[1] != in_dim:
         raise ValueError(
-            f"grid: expected shape [in={in_dim}, n_knots], got {list(grid.shape)}"
+            f"x: expected shape [batch, in={in_dim}] (the layer's inputs, grid.shape[0]), "
+            f"got {list(x.shape)}"
         )
     n_knots = grid.shape[1]
     if n_knots < 2 * k + 2:

@@ -100,10 +100,18 @@ def run_layer(case: dict, backend: str, k: int, base_fun="silu", x=None,
     return out
 
 
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float, name: str = "") -> None:
+def _max_finite_error(a: torch.Tensor, e: torch.Tensor) -> float:
+    fin = torch.isfinite(e) & torch.isfinite(a)
+    if not bool(fin.any()):
+        return 0.0
+    return (a[fin].double() - e[fin].double()).abs().max().item()
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float, name: str = "",
+                 atol: float = 0.0) -> None:
     """Same shape and dtype, NaN and ±inf at the same places, finite entries within
-    ``rtol`` relative to the largest finite entry of ``expected`` (a norm-wise relative
-    error: cancellation makes single entries meaningless to compare relatively)."""
+    ``max(rtol * max|expected|, atol)`` (a norm-wise relative error: cancellation makes
+    single entries meaningless to compare relatively)."""
     assert actual is not None, f"{name}: no gradient"
     assert actual.shape == expected.shape, f"{name}: shape {list(actual.shape)} != {list(expected.shape)}"
     assert actual.dtype == expected.dtype, f"{name}: dtype {actual.dtype} != {expected.dtype}"
@@ -121,9 +129,10 @@ def assert_close(actual: torch.Tensor, expected: torch.Tensor, rtol: float, name
     a64, e64 = a[fin].double(), e[fin].double()
     scale = e64.abs().max().item()
     err = (a64 - e64).abs().max().item()
-    assert err <= rtol * scale or err == 0.0, (
-        f"{name}: max abs error {err:.3e} > rtol {rtol:.0e} x max|ref| {scale:.3e} "
-        f"(relative {err / scale if scale else float('inf'):.3e})")
+    bound = max(rtol * scale if scale > 0 else 0.0, atol)
+    assert err <= bound or err == 0.0, (
+        f"{name}: max abs error {err:.3e} > max(rtol {rtol:.0e} x max|ref| {scale:.3e}, "
+        f"atol {atol:.3e}) (relative {err / scale if scale else float('inf'):.3e})")
 
 
 def assert_results_close(actual: dict, expected: dict, rtol: float) -> None:
@@ -132,13 +141,43 @@ def assert_results_close(actual: dict, expected: dict, rtol: float) -> None:
         assert_close(actual[name], expected[name], rtol, name)
 
 
+def compare_with_reference(case: dict, k: int, base_fun="silu", x=None,
+                           grad_of=("x", "coef", "scale_base", "scale_sp", "mask"),
+                           backend: str = "cpu"):
+    """Runs ``backend`` and the reference (backend="torch") on the same inputs and
+    asserts outputs and gradients agree. Returns (got, reference_result).
+
+    float64: to 1e-10 relative. float32: against the float64 reference evaluated on the
+    same float32-rounded inputs, to 1e-5 relative or, where float32 itself cannot do
+    that (ill-conditioned cases, e.g. G=1000 where x - t_j cancels), to twice the error
+    of the float32 reference (flash-attention's criterion).
+    """
+    got = run_layer(case, backend, k, base_fun, x=x, grad_of=grad_of)
+    want = run_layer(case, "torch", k, base_fun, x=x, grad_of=grad_of)
+    dtype = case["x"].dtype
+    if dtype == torch.float64:
+        assert_results_close(got, want, RTOL[dtype])
+        return got, want
+    case64 = {n: t.double() for n, t in case.items()}
+    x64 = None if x is None else x.double()
+    want64 = run_layer(case64, "torch", k, base_fun, x=x64, grad_of=grad_of)
+    assert got.keys() == want.keys()
+    for name in want:
+        # NaN/inf where float32's reference has them; values against float64's.
+        assert_close(got[name], want[name], 0.0, name, atol=float("inf"))
+        ref_error = _max_finite_error(want[name], want64[name].to(dtype))
+        assert_close(got[name], want64[name].to(dtype), RTOL[dtype], name, atol=2 * ref_error)
+    return got, want
+
+
 @pytest.fixture
 def kan_case():
     """Helpers: make_case, random_grid, knots_as_samples, run_layer, assert_close,
-    assert_results_close, RTOL, extend_grid, uniform_grid."""
+    assert_results_close, compare_with_reference, RTOL, extend_grid, uniform_grid."""
     return types.SimpleNamespace(
         make_case=make_case, random_grid=random_grid, knots_as_samples=knots_as_samples,
         run_layer=run_layer, assert_close=assert_close, assert_results_close=assert_results_close,
+        compare_with_reference=compare_with_reference,
         RTOL=RTOL, extend_grid=extend_grid, uniform_grid=uniform_grid,
     )
 

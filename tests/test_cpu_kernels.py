@@ -52,10 +52,8 @@ SHAPES = [
 
 
 def _compare(kan_case, case, k, dtype, base_fun="silu", x=None, grad_of=ALL_GRADS):
-    got = kan_case.run_layer(case, "cpu", k, base_fun, x=x, grad_of=grad_of)
-    want = kan_case.run_layer(case, "torch", k, base_fun, x=x, grad_of=grad_of)
-    kan_case.assert_results_close(got, want, kan_case.RTOL[dtype])
-    return got, want
+    assert case["x"].dtype == dtype
+    return kan_case.compare_with_reference(case, k, base_fun, x=x, grad_of=grad_of)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -97,6 +95,17 @@ def test_last_knot_gives_base_only(kan_case, dtype):
     kan_case.assert_close(y, base, kan_case.RTOL[dtype], "y")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_grid_with_repeated_knot(kan_case, dtype):
+    """A double interior knot (pykan's update_grid_from_samples makes them with
+    grid_eps=0 on data with repeated values): pykan's bases, as the reference computes."""
+    case = kan_case.make_case(60, 2, 3, 6, 3, dtype, "uniform", seed=12)
+    grid = case["grid"].clone()
+    grid[0, 5] = grid[0, 6]
+    case["grid"] = grid
+    _compare(kan_case, case, 3, dtype, grad_of=("coef", "scale_sp"))
+
+
 _NONFINITE_BASES = [
     pytest.param("silu", id="silu"),
     pytest.param("identity", id="identity"),
@@ -130,15 +139,7 @@ def test_nonfinite_x_outputs_and_weight_grads(kan_case, base_fun, grid_kind, dty
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("base_fun", [
-    pytest.param("silu", id="silu"),
-    pytest.param("identity", id="identity", marks=pytest.mark.xfail(
-        strict=True, reason="bug: cpu grad_x is finite at non-finite x, reference/pykan give NaN")),
-    pytest.param("zero", id="zero", marks=pytest.mark.xfail(
-        strict=True, reason="bug: cpu grad_x is finite at non-finite x, reference/pykan give NaN")),
-    pytest.param(torch.tanh, id="tanh", marks=pytest.mark.xfail(
-        strict=True, reason="bug: cpu grad_x is finite at non-finite x, reference/pykan give NaN")),
-])
+@pytest.mark.parametrize("base_fun", _NONFINITE_BASES)
 def test_nonfinite_x_grad_x(kan_case, base_fun, dtype):
     """dL/dx where x is NaN or ±inf: the reference's answer (pykan's B_batch backward
     gives NaN there)."""
@@ -193,9 +194,9 @@ def test_noncontiguous_parameters(kan_case, dtype):
     odd["coef"] = case["coef"].permute(2, 1, 0).contiguous().permute(2, 1, 0)
     odd["grid"] = case["grid"].T.contiguous().T
     assert not odd["coef"].is_contiguous()
-    got = kan_case.run_layer(odd, "cpu", 3, grad_of=ALL_GRADS)
-    want = kan_case.run_layer(case, "torch", 3, grad_of=ALL_GRADS)
-    kan_case.assert_results_close(got, want, kan_case.RTOL[dtype])
+    got, _ = kan_case.compare_with_reference(odd, 3)
+    # ... and the same as with contiguous copies.
+    kan_case.assert_results_close(got, kan_case.run_layer(case, "cpu", 3, grad_of=ALL_GRADS), 1e-15)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -297,8 +298,7 @@ def test_one_and_two_threads_agree(kan_case, restore_threads, batch, in_dim, out
         results[threads] = kan_case.run_layer(case, "cpu", k, grad_of=ALL_GRADS)
     tight = {torch.float64: 1e-13, torch.float32: 1e-6}[dtype]
     kan_case.assert_results_close(results[2], results[1], tight)
-    want = kan_case.run_layer(case, "torch", k, grad_of=ALL_GRADS)
-    kan_case.assert_results_close(results[2], want, kan_case.RTOL[dtype])
+    kan_case.compare_with_reference(case, k)  # (at 2 threads)
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -105,18 +105,33 @@ pykan::KanProblem<T> make_problem(const Checked& c, const py::array& x, const py
                               threads};
 }
 
+// Optional [batch, in] inputs come as None; a present one is checked.
+template <typename T>
+const T* optional_input(const py::object& o, const char* name, const py::dtype& dt,
+                        std::initializer_list<int64_t> dims) {
+  if (o.is_none()) return nullptr;
+  if (!py::isinstance<py::array>(o)) throw py::type_error(std::string(name) + ": expected a numpy array or None");
+  py::array a = py::reinterpret_borrow<py::array>(o);
+  require_array(a, name, static_cast<py::ssize_t>(dims.size()), dt, false);
+  require_shape(a, name, dims);
+  return static_cast<const T*>(a.data());
+}
+
 void forward(const py::array& x, const py::array& grid, const py::array& spline_weight,
-             const py::array& base_weight, py::array& y, int k, int base, int threads) {
+             const py::array& base_weight, py::array& y, int k, int base, int threads,
+             const py::object& base_values) {
   const Checked c = check_common(x, grid, spline_weight, base_weight, k, base, threads);
   require_array(y, "y", 2, x.dtype(), true);
   require_shape(y, "y", {c.batch, c.out});
   if (x.dtype().is(py::dtype::of<float>())) {
     auto p = make_problem<float>(c, x, grid, spline_weight, base_weight, k, base, threads);
+    p.base_values = optional_input<float>(base_values, "base_values", x.dtype(), {c.batch, c.in});
     float* out = static_cast<float*>(y.mutable_data());
     py::gil_scoped_release release;
     pykan::kan_forward(p, out);
   } else {
     auto p = make_problem<double>(c, x, grid, spline_weight, base_weight, k, base, threads);
+    p.base_values = optional_input<double>(base_values, "base_values", x.dtype(), {c.batch, c.in});
     double* out = static_cast<double*>(y.mutable_data());
     py::gil_scoped_release release;
     pykan::kan_forward(p, out);
@@ -139,12 +154,17 @@ template <typename T>
 void backward_typed(const Checked& c, const py::array& x, const py::array& grid,
                     const py::array& sw, const py::array& bw, const py::array& grad_y,
                     const py::object& grad_x, const py::object& grad_sw, const py::object& grad_bw,
-                    int k, int base, int threads) {
+                    int k, int base, int threads, const py::object& base_values,
+                    const py::object& base_grads) {
   const py::dtype dt = x.dtype();
+  if (base_values.is_none() != base_grads.is_none())
+    throw py::value_error("base_values: give base_values and base_grads together, or neither");
   T* gx = optional_output<T>(grad_x, "grad_x", dt, {c.batch, c.in});
   T* gw = optional_output<T>(grad_sw, "grad_spline_weight", dt, {c.in, c.nk - k - 1, c.out});
   T* gb = optional_output<T>(grad_bw, "grad_base_weight", dt, {c.in, c.out});
   auto p = make_problem<T>(c, x, grid, sw, bw, k, base, threads);
+  p.base_values = optional_input<T>(base_values, "base_values", dt, {c.batch, c.in});
+  p.base_grads = optional_input<T>(base_grads, "base_grads", dt, {c.batch, c.in});
   const T* dy = static_cast<const T*>(grad_y.data());
   py::gil_scoped_release release;
   pykan::kan_backward(p, dy, gx, gw, gb);
@@ -153,16 +173,18 @@ void backward_typed(const Checked& c, const py::array& x, const py::array& grid,
 void backward(const py::array& x, const py::array& grid, const py::array& spline_weight,
               const py::array& base_weight, const py::array& grad_y, const py::object& grad_x,
               const py::object& grad_spline_weight, const py::object& grad_base_weight, int k,
-              int base, int threads) {
+              int base, int threads, const py::object& base_values, const py::object& base_grads) {
   const Checked c = check_common(x, grid, spline_weight, base_weight, k, base, threads);
   require_array(grad_y, "grad_y", 2, x.dtype(), false);
   require_shape(grad_y, "grad_y", {c.batch, c.out});
   if (x.dtype().is(py::dtype::of<float>()))
     backward_typed<float>(c, x, grid, spline_weight, base_weight, grad_y, grad_x,
-                          grad_spline_weight, grad_base_weight, k, base, threads);
+                          grad_spline_weight, grad_base_weight, k, base, threads, base_values,
+                          base_grads);
   else
     backward_typed<double>(c, x, grid, spline_weight, base_weight, grad_y, grad_x,
-                           grad_spline_weight, grad_base_weight, k, base, threads);
+                           grad_spline_weight, grad_base_weight, k, base, threads, base_values,
+                           base_grads);
 }
 
 }  // namespace
@@ -173,13 +195,16 @@ PYBIND11_MODULE(_C, m) {
   m.def("forward", &forward, py::arg("x").noconvert(), py::arg("grid").noconvert(),
         py::arg("spline_weight").noconvert(), py::arg("base_weight").noconvert(),
         py::arg("y").noconvert(), py::arg("k"), py::arg("base"), py::arg("threads"),
+        py::arg("base_values").none(true) = py::none(),
         "y[b, o] = sum_i base_weight[i, o] * base(x[b, i])\n"
-        "          + sum_i sum_j spline_weight[i, j, o] * B_j(x[b, i]; grid[i])  (overwrites y)");
+        "          + sum_i sum_j spline_weight[i, j, o] * B_j(x[b, i]; grid[i])  (overwrites y)\n"
+        "base: 0 none, 1 SiLU; base_values: optional [batch, in] SiLU(x) precomputed.");
   m.def("backward", &backward, py::arg("x").noconvert(), py::arg("grid").noconvert(),
         py::arg("spline_weight").noconvert(), py::arg("base_weight").noconvert(),
         py::arg("grad_y").noconvert(), py::arg("grad_x").none(true),
         py::arg("grad_spline_weight").none(true), py::arg("grad_base_weight").none(true),
         py::arg("k"), py::arg("base"), py::arg("threads"),
+        py::arg("base_values").none(true) = py::none(), py::arg("base_grads").none(true) = py::none(),
         "Gradients of forward() for x, spline_weight and base_weight (None skips one).");
   m.def("active_isa", &pykan::active_isa, "Instruction set of the kernels in use.");
 }

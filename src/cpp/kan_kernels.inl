@@ -56,7 +56,22 @@ struct TileBasis {
   int64_t span[kTile];
   T N[kMaxOrder + 1][kTile];
   T dN[kMaxOrder + 1][kTile];
+  const T* base_values;  // this tile's column of the caller's base(x), or null
+  const T* base_grads;   // and of base'(x); stride: the problem's `in`
+  int64_t base_stride;
 };
+
+// base(x) and base'(x) of sample b: the caller's precomputed values when given (torch's
+// vectorised SiLU), else SiLU computed here.
+template <typename T>
+inline void base_and_grad(const TileBasis<T>& tb, int b, T* value, T* grad) {
+  if (tb.base_values) {
+    *value = tb.base_values[b * tb.base_stride];
+    *grad = tb.base_grads[b * tb.base_stride];
+  } else {
+    silu_and_grad(tb.x[b], value, grad);
+  }
+}
 
 // Fills span, N (and dN) for x[0..n).  Spans are searched per sample against the real
 // knots; the recursion then runs across samples in SIMD lanes: with uniform knots on
@@ -119,6 +134,13 @@ inline void tile_basis(TileBasis<T>& tb, int n, const T* t, int64_t nk, const T*
         saved = (x - t[li]) * temp;
       }
       Nl[p] = saved;
+      // pykan zeroes a basis one of whose denominators is a repeated knot
+      // (zero_repeated_knot_bases); inv_w[r] is the reciprocal at j = s-p+r.
+      const T* inv_w = inv_p - 1;
+      for (int r = 0; r <= p; ++r) {
+        const bool repeated = inv_w[r] == T(0) || inv_w[r + 1] == T(0);
+        Nl[r] = repeated ? T(0) : Nl[r];
+      }
     }
     for (int r = 0; r <= K; ++r) tb.N[r][b] = Nl[r];
     if (kDeriv) {
@@ -127,7 +149,8 @@ inline void tile_basis(TileBasis<T>& tb, int n, const T* t, int64_t nk, const T*
         T d = T(0);
         if (r >= 1) d += lower[r - 1] * inv_k[r];
         if (r < K) d -= lower[r] * inv_k[r + 1];
-        tb.dN[r][b] = T(K) * d;
+        const bool zeroed = (r >= 1 && inv_k[r] == T(0)) || (r < K && inv_k[r + 1] == T(0));
+        tb.dN[r][b] = zeroed ? T(0) : T(K) * d;
       }
     }
   }
@@ -154,6 +177,9 @@ template <typename T, int K, bool kDeriv>
 inline void tile_bases_for_input(const KanProblem<T>& p, const KnotData<T>& knots,
                                  TileBasis<T>& tb, int64_t b0, int n, int64_t i) {
   for (int b = 0; b < n; ++b) tb.x[b] = p.x[(b0 + b) * p.in + i];
+  tb.base_values = p.base_values ? p.base_values + b0 * p.in + i : nullptr;
+  tb.base_grads = p.base_grads ? p.base_grads + b0 * p.in + i : nullptr;
+  tb.base_stride = p.in;
   const T* t = p.grid + i * p.n_knots;
   if constexpr (K > 0)
     tile_basis<T, K, kDeriv>(tb, n, t, p.n_knots, knots.table.input(i), knots.inv_h[i],
@@ -271,7 +297,10 @@ void forward_k(const KanProblem<T>& p, T* y) {
   const int64_t list_len = kForwardSamples * kForwardInputs * rows_per;
   // Inputs per block: their weight columns of one pass (block * n_basis rows of
   // kForwardColumns values, 16 KiB at n_basis = 8) should stay in L1 across the tile.
-  const int block = nb >= 64 ? 1 : nb >= 8 ? static_cast<int>(64 / nb) : kForwardInputs;
+  // Measured at 4096x256x256 (one thread, float32): G=5 best with 4 inputs per block
+  // (47 ms vs 52-56 for 1 or 8); G=50 best with 1 input and full rows (82 ms vs 90-114).
+  const int block = nb >= 32 ? 1 : 4;
+  const int64_t columns = nb >= 32 ? out : kForwardColumns;
 
 #pragma omp parallel num_threads(p.threads)
   {
@@ -303,14 +332,14 @@ void forward_k(const KanProblem<T>& p, T* y) {
             }
             if (kSilu) {
               rr[k + 1] = p.base_weight + i * out;
-              cc[k + 1] = silu(tb->x[b]);
+              cc[k + 1] = p.base_values ? p.base_values[(b0 + b) * in + i] : silu(tb->x[b]);
             }
           }
         }
         // Accumulate each output row over the block, a column pass at a time.
         const int n_rows = ib * rows_per;
-        for (int64_t o0 = 0; o0 < out; o0 += kForwardColumns) {
-          const int64_t o1 = o0 + kForwardColumns < out ? o0 + kForwardColumns : out;
+        for (int64_t o0 = 0; o0 < out; o0 += columns) {
+          const int64_t o1 = o0 + columns < out ? o0 + columns : out;
           for (int b = 0; b < n; ++b) {
             const int64_t at = static_cast<int64_t>(b) * kForwardInputs * rows_per;
             accumulate_rows<T>(y + (b0 + b) * out, o0, o1, row + at, coef + at, n_rows);
@@ -396,7 +425,7 @@ inline void sample_scales(const TileBasis<T>& tb, int b, int k, int64_t nb, T* n
     n[r] = ok ? tb.N[r][b] : T(0);
     dn[r] = ok ? tb.dN[r][b] : T(0);
   }
-  if (kSilu) silu_and_grad(tb.x[b], &n[k + 1], &dn[k + 1]);
+  if (kSilu) base_and_grad(tb, b, &n[k + 1], &dn[k + 1]);
 }
 
 // All samples of a tile for one input i: grad_x[b] and the gradient-row updates.
@@ -422,7 +451,7 @@ void backward_tile_input(const KanProblem<T>& p, int64_t i, const TileBasis<T>& 
         const int b = order[at + q];
         T val = T(0), grad = T(0), dot = T(0);
         if (kSilu) {
-          silu_and_grad(tb.x[b], &val, &grad);
+          base_and_grad(tb, b, &val, &grad);
           const T* dyr = dy0 + b * out;
           const T* w1[1] = {wb};
           T* g1[1] = {gb_i ? gb_i : scratch_row};
@@ -491,7 +520,7 @@ void backward_tile_input_runtime(const KanProblem<T>& p, int64_t i, const TileBa
       if (r == k + 1) {
         w = p.base_weight + i * out;
         gwr = gb_i ? gb_i : scratch_row;
-        silu_and_grad(tb.x[b], &scale, &dscale);
+        base_and_grad(tb, b, &scale, &dscale);
       } else {
         const int64_t j = s - k + r;
         if (s < 0 || j < 0 || j >= nb) continue;

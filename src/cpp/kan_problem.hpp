@@ -20,6 +20,10 @@ struct KanProblem {
   int k;
   BaseFun base;
   int threads;
+  // Optional [batch, in] arrays of SiLU(x) and SiLU'(x) (base_grads: backward only),
+  // computed by the caller with torch's vectorised exp; null: the kernels compute them.
+  const T* base_values = nullptr;
+  const T* base_grads = nullptr;
   int64_t n_basis() const { return n_knots - k - 1; }
 };
 

@@ -2,6 +2,7 @@
 // -DPYKAN_ISA=<name> and that ISA's flags; dispatch.cpp picks one at run time.
 #include <cstdint>
 
+
 #include <omp.h>
 
 #include "kan_problem.hpp"

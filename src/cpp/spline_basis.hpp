@@ -63,6 +63,19 @@ inline void fill_knot_table(const T* t, int64_t n_knots, int k, T* inv_i) {
   }
 }
 
+// pykan's B_batch computes (x - t_j)/(t_{j+p} - t_j) * B_{p-1,j} + ... and then
+// nan_to_num: where two knots coincide a term is inf*0 or 0/0 = NaN, so the *whole*
+// basis value becomes 0 -- even the terms of bases that are otherwise non-zero here.  So
+// B_{p,j} is zeroed when 1/(t_{j+p} - t_j) or 1/(t_{j+p+1} - t_{j+1}) is a repeated-knot
+// zero.  inv_w[r] is that reciprocal for j = s-p+r (r = 0..p+1): inside the knot vector
+// for every basis that exists, so the table's out-of-range zeros never zero one.
+template <typename T>
+inline void zero_repeated_knot_bases(const T* inv_w, int p, T* N) {
+  for (int r = 0; r <= p; ++r) {
+    if (inv_w[r] == T(0) || inv_w[r + 1] == T(0)) N[r] = T(0);
+  }
+}
+
 // Bases of order k at x in span s: N[r] = B_{k, s-k+r}(x), r = 0..k (The NURBS Book,
 // A2.2, with the reciprocals from the table).  With dN, also dN[r] = dB_{k, s-k+r}/dx.
 // Entries for bases outside 0..n_basis-1 are meaningless and must be ignored.
@@ -92,6 +105,7 @@ inline void local_basis(T x, const T* t, int64_t n_knots, const T* inv_i, int64_
       saved = left[p - r] * temp;
     }
     N[p] = saved;
+    zero_repeated_knot_bases(inv_i + (p - 1) * row + (s - p) + k, p, N);
   }
   if (dN) {
     // dB_{k,j} = k (B_{k-1,j} / (t_{j+k} - t_j) - B_{k-1,j+1} / (t_{j+k+1} - t_{j+1})),
@@ -101,7 +115,8 @@ inline void local_basis(T x, const T* t, int64_t n_knots, const T* inv_i, int64_
       T d = T(0);
       if (r >= 1) d += lower[r - 1] * inv_k[r];
       if (r < k) d -= lower[r] * inv_k[r + 1];
-      dN[r] = T(k) * d;
+      const bool zeroed = (r >= 1 && inv_k[r] == T(0)) || (r < k && inv_k[r + 1] == T(0));
+      dN[r] = zeroed ? T(0) : T(k) * d;
     }
   }
 }
