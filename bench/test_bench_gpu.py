@@ -113,7 +113,7 @@ def test_layer(benchmark, shape, dtype_name, mode, provider, monkeypatch):
     need = _estimate(provider, batch, n, G, elem, mode)
     if need > MEMORY_LIMIT:
         pytest.skip(f"{provider} would need about {need / 2**30:.0f} GiB of dense intermediates")
-    torch.backends.cuda.matmul.allow_tf32 = False
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     benchmark.group = f"{SHAPE_IDS[SHAPES.index(shape)]}-{dtype_name}-{mode}"
 
     params, x = _problem(batch, n, G, dtype)
