@@ -45,7 +45,7 @@ struct KnotData {
 
 // ---- bases of a tile of samples for one input, vectorised across the samples --------
 
-constexpr int kTile = 64;  // samples per tile, forward and backward
+constexpr int kTile = 512;  // most samples per tile (TileBasis capacity)
 
 // Structure of arrays: N[r][b] = B_{k, span[b]-k+r}(x[b]); span -1 means outside the grid
 // (all bases zero, N meaningless).
@@ -538,6 +538,118 @@ void backward_tile_input_runtime(const KanProblem<T>& p, int64_t i, const TileBa
   }
 }
 
+// Forward for M samples sharing one knot span (so the same R weight rows):
+// y[m] += sum_r c[m*R + r] * w[r], each weight vector loaded once for the M samples.
+template <typename T, int R, int M>
+inline void group_axpy(T* const* y, int64_t out, const T* const* w, const T* c) {
+  using V = typename Vec<T>::V;
+  constexpr int L = Vec<T>::L;
+  V cv[M][R];
+  for (int m = 0; m < M; ++m)
+    for (int r = 0; r < R; ++r) cv[m][r] = vbroadcast(c[m * R + r]);
+  int64_t o = 0;
+  for (; o + L <= out; o += L) {
+    V acc[M];
+    for (int m = 0; m < M; ++m) acc[m] = vload(y[m] + o);
+    for (int r = 0; r < R; ++r) {
+      const V wv = vload(w[r] + o);
+      for (int m = 0; m < M; ++m) acc[m] += cv[m][r] * wv;
+    }
+    for (int m = 0; m < M; ++m) vstore(y[m] + o, acc[m]);
+  }
+  for (; o < out; ++o)
+    for (int m = 0; m < M; ++m) {
+      T a = y[m][o];
+      for (int r = 0; r < R; ++r) a += c[m * R + r] * w[r][o];
+      y[m][o] = a;
+    }
+}
+
+// Span-grouped forward over one input for a tile (compile-time order only).
+template <typename T, int K, bool kSilu>
+void forward_tile_input(const KanProblem<T>& p, int64_t i, const TileBasis<T>& tb, int n,
+                        T* y0, const T* zero_row, int* order, int* count) {
+  constexpr int R = K + 1 + (kSilu ? 1 : 0);
+  constexpr int kGroup = 4;
+  const int64_t out = p.out, nb = p.n_knots - K - 1;
+  const T* wi = p.spline_weight + i * nb * out;
+  const T* wb = p.base_weight + i * out;
+  sort_by_span(tb.span, n, p.n_knots, order, count);
+  int at = 0;
+  while (at < n) {
+    const int64_t s = tb.span[order[at]];
+    int run = 1;
+    while (at + run < n && tb.span[order[at + run]] == s) ++run;
+    if (s < 0) {
+      if (kSilu) {
+        for (int q = 0; q < run; ++q) {
+          const int b = order[at + q];
+          T* yr = y0 + b * out;
+          const T* w1[1] = {wb};
+          const T c = p.base_values ? tb.base_values[b * tb.base_stride] : silu(tb.x[b]);
+          group_axpy<T, 1, 1>(&yr, out, w1, &c);
+        }
+      }
+      at += run;
+      continue;
+    }
+    const T* w[R];
+    bool ok[K + 1];
+    for (int r = 0; r <= K; ++r) {
+      const int64_t j = s - K + r;
+      ok[r] = j >= 0 && j < nb;
+      w[r] = ok[r] ? wi + j * out : zero_row;
+    }
+    if (kSilu) w[K + 1] = wb;
+    for (int q = 0; q < run;) {
+      const int m = run - q >= kGroup ? kGroup : run - q >= 2 ? 2 : 1;
+      T* yr[kGroup];
+      T c[kGroup * R];
+      for (int g = 0; g < m; ++g) {
+        const int b = order[at + q + g];
+        yr[g] = y0 + b * out;
+        for (int r = 0; r <= K; ++r) c[g * R + r] = ok[r] ? tb.N[r][b] : T(0);
+        if (kSilu) c[g * R + K + 1] = p.base_values ? tb.base_values[b * tb.base_stride] : silu(tb.x[b]);
+      }
+      if (m == kGroup) group_axpy<T, R, kGroup>(yr, out, w, c);
+      else if (m == 2) group_axpy<T, R, 2>(yr, out, w, c);
+      else group_axpy<T, R, 1>(yr, out, w, c);
+      q += m;
+    }
+    at += run;
+  }
+}
+
+template <typename T, int K, bool kSilu>
+void forward_grouped(const KanProblem<T>& p, T* y) {
+  const int64_t in = p.in, out = p.out;
+  const KnotData<T> knots(p);
+  T* zero_row = alloc_array<T>(out);
+  zero_array(zero_row, out);
+  // 256 samples: their output rows (256 KB at out=256) stay in L2.
+  const int64_t tile_len = 256;
+  const int64_t n_tiles = (p.batch + tile_len - 1) / tile_len;
+#pragma omp parallel num_threads(p.threads)
+  {
+    TileBasis<T>* tb = static_cast<TileBasis<T>*>(__builtin_malloc(sizeof(TileBasis<T>)));
+    int order[kTile];
+    int* count = static_cast<int*>(__builtin_malloc(sizeof(int) * (kMaxSortedKnots + 2)));
+#pragma omp for schedule(static)
+    for (int64_t tile = 0; tile < n_tiles; ++tile) {
+      const int64_t b0 = tile * tile_len;
+      const int n = static_cast<int>(b0 + tile_len < p.batch ? tile_len : p.batch - b0);
+      zero_array(y + b0 * out, n * out);
+      for (int64_t i = 0; i < in; ++i) {
+        tile_bases_for_input<T, K, false>(p, knots, *tb, b0, n, i);
+        forward_tile_input<T, K, kSilu>(p, i, *tb, n, y + b0 * out, zero_row, order, count);
+      }
+    }
+    __builtin_free(tb);
+    __builtin_free(count);
+  }
+  __builtin_free(zero_row);
+}
+
 // Below this many inputs the batch is also split, into a count of chunks fixed by the
 // problem size (not the thread count), so the sums do not depend on the threads used.
 constexpr int64_t kSplitBatchBelowInputs = 16;
@@ -576,6 +688,10 @@ void backward_k(const KanProblem<T>& p, const T* dy, T* dx, T* gw, T* gb) {
     zero_array(scratch_row, out);
     TileBasis<T>* tb = static_cast<TileBasis<T>*>(__builtin_malloc(sizeof(TileBasis<T>)));
     int order[kTile];
+    // Large tiles amortise reading each input's weight and gradient rows from L3 (53 KB
+    // each at G=50).  2 threads, 4096x256x256, G=50: 91 ms with 64 samples, 68 with 256,
+    // ~60 with 512; at G=5 the rows fit in cache and 256 is as fast (47 ms).
+    const int64_t tile = nb > 16 ? 512 : 256;
     int* count = static_cast<int*>(__builtin_malloc(sizeof(int) * (kMaxSortedKnots + 2)));
     // Visit the batch in tiles, and the thread's items inside each tile, so that a tile
     // of grad_y is reused from cache across inputs.
@@ -584,8 +700,8 @@ void backward_k(const KanProblem<T>& p, const T* dy, T* dx, T* gw, T* gb) {
       const int64_t item_end = (c + 1) * in < hi ? (c + 1) * in : hi;
       const int64_t bs = c * chunk_len;
       const int64_t be = bs + chunk_len < batch ? bs + chunk_len : batch;
-      for (int64_t b0 = bs; b0 < be; b0 += kTile) {
-        const int n = static_cast<int>(b0 + kTile < be ? kTile : be - b0);
+      for (int64_t b0 = bs; b0 < be; b0 += tile) {
+        const int n = static_cast<int>(b0 + tile < be ? tile : be - b0);
         for (int64_t item = c_first; item < item_end; ++item) {
           const int64_t i = item - c * in;
           T* gw_i = gw_part ? gw_part + c * gw_size + i * nb * out : nullptr;
@@ -630,15 +746,16 @@ void backward_k(const KanProblem<T>& p, const T* dy, T* dx, T* gw, T* gb) {
   }
 }
 
-// Orders 1..5 get unrolled instantiations; higher orders share the runtime-k one.
+// Orders 1..5: span-grouped kernels (4096x256x256, 2 threads: G=5 25 ms, G=50 40 ms,
+// against 30 and 54 for the input-blocked forward_k, which serves any other order).
 template <typename T, bool kSilu>
 void forward_dispatch(const KanProblem<T>& p, T* y) {
   switch (p.k) {
-    case 1: return forward_k<T, 1, kSilu>(p, y);
-    case 2: return forward_k<T, 2, kSilu>(p, y);
-    case 3: return forward_k<T, 3, kSilu>(p, y);
-    case 4: return forward_k<T, 4, kSilu>(p, y);
-    case 5: return forward_k<T, 5, kSilu>(p, y);
+    case 1: return forward_grouped<T, 1, kSilu>(p, y);
+    case 2: return forward_grouped<T, 2, kSilu>(p, y);
+    case 3: return forward_grouped<T, 3, kSilu>(p, y);
+    case 4: return forward_grouped<T, 4, kSilu>(p, y);
+    case 5: return forward_grouped<T, 5, kSilu>(p, y);
     default: return forward_k<T, 0, kSilu>(p, y);
   }
 }
