@@ -149,7 +149,7 @@ inline void tile_basis(TileBasis<T>& tb, int n, const T* t, int64_t nk, const T*
         T d = T(0);
         if (r >= 1) d += lower[r - 1] * inv_k[r];
         if (r < K) d -= lower[r] * inv_k[r + 1];
-        const bool zeroed = (r >= 1 && inv_k[r] == T(0)) || (r < K && inv_k[r + 1] == T(0));
+        const bool zeroed = inv_k[r] == T(0) || inv_k[r + 1] == T(0);  // value zeroed too
         tb.dN[r][b] = zeroed ? T(0) : T(K) * d;
       }
     }

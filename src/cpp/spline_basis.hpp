@@ -115,7 +115,7 @@ inline void local_basis(T x, const T* t, int64_t n_knots, const T* inv_i, int64_
       T d = T(0);
       if (r >= 1) d += lower[r - 1] * inv_k[r];
       if (r < k) d -= lower[r] * inv_k[r + 1];
-      const bool zeroed = (r >= 1 && inv_k[r] == T(0)) || (r < k && inv_k[r + 1] == T(0));
+      const bool zeroed = inv_k[r] == T(0) || inv_k[r + 1] == T(0);  // value zeroed too
       dN[r] = zeroed ? T(0) : T(k) * d;
     }
   }

@@ -2,9 +2,10 @@
 
 The mathematics and the local basis evaluation mirror ``src/cpp/spline_basis.hpp``
 (pykan's Cox-de Boor bases, half-open order 0, everything zero outside ``[t_0, t_last)``
-or for NaN x). For each (sample, input) the knot span ``s`` (``t_s <= x < t_{s+1}``) is
-found by binary search and the ``k+1`` bases that can be non-zero there,
-``B_{s-k} .. B_s``, are computed in registers (The NURBS Book, A2.2), with their
+or for NaN x; a basis whose recursion meets a repeated knot is zeroed whole, as pykan's
+``nan_to_num`` of each order does). For each (sample, input) the knot span ``s``
+(``t_s <= x < t_{s+1}``) is found by binary search and the ``k+1`` bases that can be
+non-zero there, ``B_{s-k} .. B_s``, are computed in registers (The NURBS Book, A2.2), with their
 derivatives for the backward pass. Two ways to apply them:
 
 - dense tile (``path="dense"``, FlashAttention-style): for a block of samples and a block
@@ -80,9 +81,24 @@ def _safe_div(num, den):
 
 
 @triton.jit
-def _raise_order(N, T, x, p: tl.constexpr, K: tl.constexpr):
+def _repeated(T, s, n_knots, a: tl.constexpr, b: tl.constexpr, K: tl.constexpr):
+    """Whether the denominator t[s-K+b] - t[s-K+a] (a < b) is a repeated-knot zero: <= 0
+    (sorted knots: equal) with both knot indices inside the knot vector. T[m] = t[s-K+m]
+    is clamped; out-of-range indices never count (they only feed bases that do not exist,
+    which callers discard)."""
+    inside = (s + (a - K) >= 0) & (s + (b - K) <= n_knots - 1)
+    return inside & (T[b] - T[a] <= 0)
+
+
+@triton.jit
+def _raise_order(N, T, x, s, n_knots, p: tl.constexpr, K: tl.constexpr):
     """Order p-1 -> p of the local bases (A2.2). N[r] = B_{p-1, s-p+1+r}, r < p;
-    T[m] = t[s-K+m] (clamped). Returns the p+1 bases B_{p, s-p+r}."""
+    T[m] = t[s-K+m] (clamped). Returns the p+1 bases B_{p, s-p+r}.
+
+    pykan's B_batch takes nan_to_num of each order's sum: where two knots coincide a term
+    is inf*0 or 0/0 = NaN and the *whole* basis becomes 0. So B_{p,j} (j = s-p+r) is
+    zeroed when t_{j+p} == t_j or t_{j+p+1} == t_{j+1}, as zero_repeated_knot_bases in
+    src/cpp/spline_basis.hpp does."""
     new = ()
     saved = tl.zeros(x.shape, x.dtype)
     for r in tl.static_range(p):
@@ -91,7 +107,14 @@ def _raise_order(N, T, x, p: tl.constexpr, K: tl.constexpr):
         temp = _safe_div(N[r], t_hi - t_lo)
         new = new + (saved + (t_hi - x) * temp,)
         saved = (x - t_lo) * temp
-    return new + (saved,)
+    new = new + (saved,)
+    out = ()
+    for r in tl.static_range(p + 1):
+        # j = s-p+r: t_j = T[K-p+r], t_{j+p} = T[K+r], t_{j+1} = T[K-p+r+1], t_{j+p+1} = T[K+r+1]
+        zero = (_repeated(T, s, n_knots, K - p + r, K + r, K)
+                | _repeated(T, s, n_knots, K - p + r + 1, K + r + 1, K))
+        out = out + (tl.where(zero, 0.0, new[r]),)
+    return out
 
 
 @triton.jit
@@ -105,11 +128,13 @@ def _local_bases(x, t_row, s, valid, n_knots, K: tl.constexpr):
         T = T + (tl.load(t_row + idx),)
     N = (tl.full(x.shape, 1.0, x.dtype),)
     for p in tl.static_range(1, K):
-        N = _raise_order(N, T, x, p, K)
-    lower = N  # order K-1: lower[r] = B_{K-1, s-K+1+r}
-    N = _raise_order(N, T, x, K, K)
+        N = _raise_order(N, T, x, s, n_knots, p, K)
+    lower = N  # order K-1 (repeated-knot zeros applied): lower[r] = B_{K-1, s-K+1+r}
+    N = _raise_order(N, T, x, s, n_knots, K, K)
     # dB_{K,j} = K (B_{K-1,j} / (t_{j+K} - t_j) - B_{K-1,j+1} / (t_{j+K+1} - t_{j+1})),
     # j = s-K+r: B_{K-1,j} = lower[r-1], B_{K-1,j+1} = lower[r], t_{j+m} = T[r+m].
+    # Zero where B_{K,j} is a repeated-knot zero (t_{j+K} == t_j or t_{j+K+1} == t_{j+1}):
+    # pykan's basis is then identically 0.
     values = ()
     slopes = ()
     for r in tl.static_range(K + 1):
@@ -118,8 +143,10 @@ def _local_bases(x, t_row, s, valid, n_knots, K: tl.constexpr):
             d += _safe_div(lower[r - 1], T[r + K] - T[r])
         if r < K:
             d -= _safe_div(lower[r], T[r + K + 1] - T[r + 1])
+        zero = (_repeated(T, s, n_knots, r, r + K, K)
+                | _repeated(T, s, n_knots, r + 1, r + K + 1, K))
         values = values + (tl.where(valid, N[r], 0.0),)
-        slopes = slopes + (tl.where(valid, K * d, 0.0),)
+        slopes = slopes + (tl.where(valid, tl.where(zero, 0.0, K * d), 0.0),)
     return values, slopes
 
 
