@@ -40,13 +40,16 @@ def demo(args) -> int:
     steps = 30 if args.quick else 200
     print("Fitting a KAN [2, 5, 1] (k=3) to f(x, y) = exp(sin(pi x) + y^2) with grid "
           f"extension: grids {list(grids)}, {steps} LBFGS steps each, cpu backend.")
-    result = experiments.grid_extension(grids=grids, steps=steps, progress=not args.no_progress)
-    rows = result["rows"] if isinstance(result, dict) else result
+    rows = experiments.grid_extension(grids=grids, steps=steps, progress=not args.no_progress)
     _print_table(["grid", "train RMSE", "test RMSE", "seconds"],
-                 [(r[0], f"{r[1]:.3e}", f"{r[2]:.3e}", f"{r[3]:.1f}") for r in rows])
+                 [(r.grid, f"{r.train_rmse:.3e}", f"{r.test_rmse:.3e}", f"{r.seconds:.1f}")
+                  for r in rows])
+    print(f"test RMSE fell {rows[0].test_rmse / rows[-1].test_rmse:.0f}x from G={rows[0].grid} "
+          f"to G={rows[-1].grid}")
     os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, "grid_extension.png")
     try:
-        path = experiments.plot_rmse(rows, os.path.join(args.out, "grid_extension.png"))
+        experiments.plot_grid_extension(rows, path)
         print(f"RMSE against grid size plotted in {path}")
     except ImportError as error:
         print(f"(no plot: {error})")

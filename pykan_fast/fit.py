@@ -14,6 +14,8 @@ import numpy as np
 import torch
 
 from . import functional
+from .lbfgs import LBFGS
+from .reference import coef2curve, resolve_base_fun
 
 __all__ = ["fit", "regularization", "edge_std"]
 
@@ -24,21 +26,30 @@ def _chunks(n: int, size: int):
     return [(s, min(s + size, n)) for s in range(0, n, size)]
 
 
-def _edge_acts(layer, x, coef, scale_base, scale_sp, i0: int, i1: int) -> torch.Tensor:
-    """Per-edge activations `[b, i1-i0, out]` of inputs ``i0:i1`` (x holds those columns):
-    one fused-kernel call per input, each a 1-input layer."""
+def _edge_acts(layer, x, coef, scale_base, scale_sp, i0: int, i1: int, dense: bool) -> torch.Tensor:
+    """Per-edge activations `[b, i1-i0, out]` of inputs ``i0:i1`` (x holds those columns).
+
+    ``dense``: pykan's formula on the chunk's `[b, i1-i0, G+k]` bases; otherwise one
+    fused-kernel call per input (a 1-input layer), whose cost does not grow with G.
+    """
+    mask = layer.mask[i0:i1]
+    if dense:
+        spline = coef2curve(x, layer.grid[i0:i1], coef, layer.k)
+        base = resolve_base_fun(layer.base_fun)(x)
+        return mask * (scale_base * base[:, :, None] + scale_sp * spline)
     cols = []
     for j, i in enumerate(range(i0, i1)):
         cols.append(functional.kan_layer(
             x[:, j:j + 1], layer.grid[i:i + 1], coef[j:j + 1], scale_base[j:j + 1],
-            scale_sp[j:j + 1], layer.mask[i:i + 1], layer.k, layer.base_fun, layer.backend))
+            scale_sp[j:j + 1], mask[j:j + 1], layer.k, layer.base_fun, layer.backend))
     return torch.stack(cols, dim=1)
 
 
-def _plan(batch: int, in_dim: int, out_dim: int, max_elements: int):
-    """Input chunks and batch chunks with at most ``max_elements`` activations each."""
-    rows = max(1, min(batch, max_elements // max(out_dim, 1)))
-    inputs = max(1, min(in_dim, max_elements // (rows * max(out_dim, 1))))
+def _plan(batch: int, in_dim: int, per_edge_row: int, max_elements: int):
+    """Input chunks and batch chunks holding at most ``max_elements`` values each
+    (``per_edge_row`` values per sample and input)."""
+    rows = max(1, min(batch, max_elements // per_edge_row))
+    inputs = max(1, min(in_dim, max_elements // (rows * per_edge_row)))
     return _chunks(in_dim, inputs), _chunks(batch, rows)
 
 
@@ -46,25 +57,26 @@ class _EdgeStd(torch.autograd.Function):
     """std over the batch (unbiased, as torch.std) of every edge's activation, `[in, out]`."""
 
     @staticmethod
-    def forward(ctx, x, coef, scale_base, scale_sp, layer, max_elements):
+    def forward(ctx, x, coef, scale_base, scale_sp, layer, max_elements, dense):
         batch, in_dim = x.shape
-        out_dim = coef.shape[1]
-        in_chunks, row_chunks = _plan(batch, in_dim, out_dim, max_elements)
+        out_dim, n_basis = coef.shape[1], coef.shape[2]
+        per_row = max(out_dim, n_basis) if dense else out_dim
+        in_chunks, row_chunks = _plan(batch, in_dim, per_row, max_elements)
         total = x.new_zeros(in_dim, out_dim)
         for i0, i1 in in_chunks:
             for b0, b1 in row_chunks:
                 a = _edge_acts(layer, x[b0:b1, i0:i1], coef[i0:i1], scale_base[i0:i1],
-                               scale_sp[i0:i1], i0, i1)
+                               scale_sp[i0:i1], i0, i1, dense)
                 total[i0:i1] += a.sum(0)
         mean = total / batch
         sq = x.new_zeros(in_dim, out_dim)
         for i0, i1 in in_chunks:
             for b0, b1 in row_chunks:
                 a = _edge_acts(layer, x[b0:b1, i0:i1], coef[i0:i1], scale_base[i0:i1],
-                               scale_sp[i0:i1], i0, i1)
+                               scale_sp[i0:i1], i0, i1, dense)
                 sq[i0:i1] += ((a - mean[i0:i1]) ** 2).sum(0)
         std = torch.sqrt(sq / (batch - 1))
-        ctx.layer, ctx.max_elements = layer, max_elements
+        ctx.layer, ctx.plan, ctx.dense = layer, (in_chunks, row_chunks), dense
         ctx.save_for_backward(x, coef, scale_base, scale_sp, mean, std)
         return std
 
@@ -73,7 +85,6 @@ class _EdgeStd(torch.autograd.Function):
         x, coef, scale_base, scale_sp, mean, std = ctx.saved_tensors
         layer = ctx.layer
         batch, in_dim = x.shape
-        out_dim = coef.shape[1]
         # d std / d a_b = (a_b - mean) / ((B - 1) std); 0 where std = 0, as torch.std.
         weight = torch.where(std > 0, grad_std / ((batch - 1) * std), torch.zeros_like(std))
         need = ctx.needs_input_grad[:4]
@@ -81,14 +92,14 @@ class _EdgeStd(torch.autograd.Function):
         grads = [torch.zeros_like(t) if n else None
                  for t, n in zip((x, coef, scale_base, scale_sp), need)]
         if not wanted:
-            return None, None, None, None, None, None
-        in_chunks, row_chunks = _plan(batch, in_dim, out_dim, ctx.max_elements)
+            return None, None, None, None, None, None, None
+        in_chunks, row_chunks = ctx.plan
         for i0, i1 in in_chunks:
             for b0, b1 in row_chunks:
                 with torch.enable_grad():
                     leaves = [x[b0:b1, i0:i1], coef[i0:i1], scale_base[i0:i1], scale_sp[i0:i1]]
                     leaves = [t.detach().requires_grad_(n) for t, n in zip(leaves, need)]
-                    a = _edge_acts(layer, *leaves, i0, i1)
+                    a = _edge_acts(layer, *leaves, i0, i1, ctx.dense)
                     grad_a = weight[i0:i1] * (a.detach() - mean[i0:i1])
                     parts = torch.autograd.grad(a, [leaves[j] for j in wanted], grad_a,
                                                 allow_unused=True)
@@ -99,22 +110,31 @@ class _EdgeStd(torch.autograd.Function):
                         grads[0][b0:b1, i0:i1] += part
                     else:
                         grads[j][i0:i1] += part
-        return grads[0], grads[1], grads[2], grads[3], None, None
+        return grads[0], grads[1], grads[2], grads[3], None, None, None
 
 
-def edge_std(layer, x: torch.Tensor, max_elements: int = 1 << 20) -> torch.Tensor:
+def edge_std(layer, x: torch.Tensor, max_elements: int = 1 << 20,
+             method: str = "auto") -> torch.Tensor:
     """Per-edge std over the batch of ``layer``'s activations at ``x``: `[in, out]`.
 
     Equals ``torch.std(mask * (scale_base * b(x)[:, :, None] + scale_sp * spline), dim=0)``
     (pykan's ``torch.std(postacts, dim=0)``, transposed) without building `[B, in, out]`:
     at most ``max_elements`` activations exist at a time, in forward and in backward.
     Differentiable in x, coef, scale_base and scale_sp (once).
+    ``method``: ``"dense"`` (pykan's formula per chunk, cost ~ G+k per edge and sample),
+    ``"fused"`` (the layer's kernels, one call per input, cost ~ k+2 but a fixed cost per
+    call) or ``"auto"``: dense while ``G + k <= 4 (k + 2)``.
     """
     if x.dim() != 2 or x.shape[1] != layer.in_dim:
         raise ValueError(f"x: expected shape [batch, {layer.in_dim}], got {list(x.shape)}")
     if max_elements < 1:
         raise ValueError(f"max_elements: expected a positive int, got {max_elements}")
-    return _EdgeStd.apply(x, layer.coef, layer.scale_base, layer.scale_sp, layer, int(max_elements))
+    if method not in ("auto", "dense", "fused"):
+        raise ValueError(f"method: expected 'auto', 'dense' or 'fused', got {method!r}")
+    n_basis = layer.coef.shape[2]
+    dense = method == "dense" or (method == "auto" and n_basis <= 4 * (layer.k + 2))
+    return _EdgeStd.apply(x, layer.coef, layer.scale_base, layer.scale_sp, layer,
+                          int(max_elements), dense)
 
 
 def _check_reg_metric(reg_metric: str) -> None:
@@ -162,9 +182,10 @@ def regularization(model, inputs, reg_metric: str = "edge_forward_spline_n",
 def _make_optimizer(opt: str, params, lr: float):
     if opt == "Adam":
         return torch.optim.Adam(params, lr=lr)
-    # pykan's settings; tolerances 1e-32 so that only max_iter ends a step.
-    return torch.optim.LBFGS(params, lr=lr, history_size=10, line_search_fn="strong_wolfe",
-                             tolerance_grad=1e-32, tolerance_change=1e-32)
+    # pykan's settings; tolerances 1e-32 so that only max_iter ends a step. Not
+    # torch.optim.LBFGS: see pykan_fast.lbfgs for why (tolerance_ys).
+    return LBFGS(params, lr=lr, history_size=10, line_search_fn="strong_wolfe",
+                 tolerance_grad=1e-32, tolerance_change=1e-32, tolerance_ys=1e-32)
 
 
 def _progress(steps: int, progress: bool):
@@ -191,8 +212,8 @@ def fit(model, dataset: dict, opt: str = "LBFGS", steps: int = 100, log: int = 1
     Each step draws ``batch`` rows (all if -1) with ``np.random.choice`` as pykan; updates
     the grids on them every ``stop_grid_update_step // grid_update_num`` steps while
     ``start_grid_update_step <= step < stop_grid_update_step``; takes one optimizer step
-    (``"LBFGS"``: torch's L-BFGS with pykan's settings, history 10, strong Wolfe, up to 20
-    iterations; ``"Adam"``); then evaluates the test loss. Objective: ``loss_fn(pred,
+    (``"LBFGS"``: :class:`pykan_fast.lbfgs.LBFGS` with pykan's settings, history 10,
+    strong Wolfe, up to 20 iterations; ``"Adam"``); then evaluates the test loss. Objective: ``loss_fn(pred,
     label)`` (default MSE) ``+ lamb * reg`` (the regulariser runs only when ``lamb > 0``).
 
     Returns ``{"train_loss", "test_loss", "reg"}`` (lists of floats per step, the losses

@@ -38,7 +38,8 @@ def curve2coef(x: torch.Tensor, y: torch.Tensor, grid: torch.Tensor, k: int,
     ``out`` right-hand sides (pykan solves one problem per edge: same solution).
     ``ridge > 0`` adds ``ridge * I`` to the normal equations, which keeps the fit finite
     where samples are duplicated or some knots see none; ``ridge = 0`` is pykan's
-    minimum-norm least squares (``torch.linalg.lstsq``).
+    least squares, as the minimum-norm solution (SVD-based on CPU, pseudo-inverse on
+    CUDA), which is finite and exact where the data determine the spline.
     """
     mat = b_batch(x, grid, k).permute(1, 0, 2)  # [in, B, n_basis]
     rhs = y.permute(1, 0, 2)  # [in, B, out]
@@ -47,7 +48,12 @@ def curve2coef(x: torch.Tensor, y: torch.Tensor, grid: torch.Tensor, k: int,
         eye = torch.eye(gram.shape[-1], dtype=gram.dtype, device=gram.device)
         coef = torch.linalg.solve(gram + ridge * eye, mat.transpose(1, 2) @ rhs)
     elif mat.device.type == "cpu":
-        coef = torch.linalg.lstsq(mat, rhs).solution
+        # 'gelsd' (SVD), not torch's default 'gelsy' (pykan's): torch allocates gelsy's
+        # pivot array uninitialised, so on rank-deficient matrices (duplicated samples,
+        # knots without samples) its rank and fit vary from call to call (residual up to
+        # 0.8 where gelsd gives 1e-15; pytorch/pytorch#71222, #187411; torch 2.13).
+        # Full rank: the same solution to rounding. About 1.5-2x slower.
+        coef = torch.linalg.lstsq(mat, rhs, driver="gelsd").solution
     else:
         # CUDA's lstsq driver ('gels') assumes full rank and returns NaN otherwise
         # (pykan PR #233); the pseudo-inverse gives the minimum-norm solution.
