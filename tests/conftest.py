@@ -196,3 +196,26 @@ def _no_backend_env(monkeypatch):
     TRITON_INTERPRET must not change what they run."""
     monkeypatch.delenv("PYKAN_FAST_BACKEND", raising=False)
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+
+
+@pytest.fixture
+def float64_default():
+    """pykan builds in the default dtype: float64 for the parity checks."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+@pytest.fixture
+def multkan(monkeypatch, tmp_path):
+    """A builder of pykan's MultKAN, run in a temporary directory (it may write ./model/)."""
+    module = pytest.importorskip("kan.MultKAN", reason="pykan (pip install pykan-fast[compat]) is needed")
+    monkeypatch.chdir(tmp_path)
+
+    def build(width, **kwargs):
+        kwargs.setdefault("auto_save", False)
+        kwargs.setdefault("symbolic_enabled", False)
+        return module.MultKAN(width=list(width), **kwargs)
+
+    return build

@@ -24,25 +24,6 @@ def _one_thread(restore_threads):
     torch.set_num_threads(1)
 
 
-@pytest.fixture
-def float64_default():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
-@pytest.fixture
-def multkan(monkeypatch, tmp_path):
-    module = pytest.importorskip("kan.MultKAN", reason="pykan (pip install pykan-fast[compat]) is needed")
-    monkeypatch.chdir(tmp_path)  # pykan may write ./model/
-
-    def build(width, **kwargs):
-        return module.MultKAN(width=list(width), auto_save=False, symbolic_enabled=False, **kwargs)
-
-    return build
-
-
 def _inputs(batch, n, seed, low=-1.0, high=1.0, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
     return (low + (high - low) * torch.rand(batch, n, generator=g, dtype=torch.float64)).to(dtype)

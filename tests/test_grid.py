@@ -14,15 +14,6 @@ from pykan_fast.reference import b_batch, coef2curve
 
 
 @pytest.fixture
-def float64_default():
-    """pykan builds in the default dtype: float64 for the parity checks."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
-@pytest.fixture
 def pykan_layer_cls(monkeypatch, tmp_path):
     kan_layer = pytest.importorskip("kan.KANLayer", reason="pykan (pip install pykan-fast[compat]) is needed")
     monkeypatch.chdir(tmp_path)  # pykan may write ./model/ checkpoints

@@ -16,28 +16,6 @@ LAYER_PARAMS = ("grid", "coef", "scale_base", "scale_sp", "mask")
 AFFINES = ("node_bias", "node_scale", "subnode_bias", "subnode_scale")
 
 
-@pytest.fixture
-def float64_default():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
-@pytest.fixture
-def multkan(monkeypatch, tmp_path):
-    """pykan's MultKAN, run in a temporary directory (it may write ./model/)."""
-    module = pytest.importorskip("kan.MultKAN", reason="pykan (pip install pykan-fast[compat]) is needed")
-    monkeypatch.chdir(tmp_path)
-
-    def build(width, **kwargs):
-        kwargs.setdefault("auto_save", False)
-        kwargs.setdefault("symbolic_enabled", False)
-        return module.MultKAN(width=list(width), **kwargs)
-
-    return build
-
-
 def _inputs(batch, n, seed, low=-1.0, high=1.0):
     g = torch.Generator().manual_seed(seed)
     return low + (high - low) * torch.rand(batch, n, generator=g, dtype=torch.float64)
