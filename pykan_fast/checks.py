@@ -26,8 +26,11 @@ def _tensor(name: str, value) -> torch.Tensor:
     return value
 
 
-def check_layer_args(x, grid, coef, scale_base, scale_sp, mask, k) -> None:
-    """Shapes, dtypes, devices and grid sanity for ``functional.kan_layer``."""
+def check_layer_args(x, grid, coef, scale_base, scale_sp, mask, k, check_values: bool = True) -> None:
+    """Shapes, dtypes, devices and grid sanity for ``functional.kan_layer``.
+
+    ``check_values=False`` skips the knot-value check, which reads the data (a compiled
+    graph would break there); the C++ entry points check the knots again either way."""
     k = check_order(k)
     x = _tensor("x", x)
     if x.dim() != 2:
@@ -40,8 +43,8 @@ def check_layer_args(x, grid, coef, scale_base, scale_sp, mask, k) -> None:
         raise ValueError(f"grid: expected a 2-D tensor [in, n_knots], got shape {list(grid.shape)}")
     # The number of inputs is what two of x, grid and coef agree on (else x's): the one
     # that disagrees is named.
-    counts = [x.shape[1], grid.shape[0]] + ([coef.shape[0]] if coef.dim() == 3 else [])
-    in_dim = max(set(counts), key=lambda n: (counts.count(n), n == x.shape[1]))
+    coef_in = coef.shape[0] if coef.dim() == 3 else None
+    in_dim = grid.shape[0] if grid.shape[0] == coef_in != x.shape[1] else x.shape[1]
     if grid.shape[0] != in_dim:
         raise ValueError(f"grid: expected shape [in={in_dim}, n_knots], got {list(grid.shape)}")
     if x.shape[1] != in_dim:
@@ -71,7 +74,8 @@ def check_layer_args(x, grid, coef, scale_base, scale_sp, mask, k) -> None:
             raise TypeError(f"{name}: expected dtype {x.dtype} like x, got {t.dtype}")
         if t.device != x.device:
             raise ValueError(f"{name}: expected device {x.device} like x, got {t.device}")
-    check_grid(grid)
+    if check_values:
+        check_grid(grid)
 
 
 def check_grid(grid: torch.Tensor) -> None:

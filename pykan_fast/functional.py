@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from . import backends
-from .autograd import FusedKanFunction
+from .autograd import kan_forward
 from .checks import check_layer_args
 from .reference import kan_layer_reference, resolve_base_fun
 
@@ -32,27 +32,59 @@ def kan_layer(x, grid, coef, scale_base, scale_sp, mask, k: int = 3, base_fun="s
     ``y[b, o] = sum_i mask * (scale_base * base_fun(x) + scale_sp * spline_{i,o}(x))``.
     ``backend``: "cpu", "triton", "torch" or None (by device, or $PYKAN_FAST_BACKEND).
     """
-    check_layer_args(x, grid, coef, scale_base, scale_sp, mask, k)
+    if isinstance(x, torch.Tensor) and _autocast_enabled(x.device.type):
+        return _kan_layer_autocast(x, grid, coef, scale_base, scale_sp, mask, k, base_fun, backend)
+    check_layer_args(x, grid, coef, scale_base, scale_sp, mask, k, check_values=not _compiling())
     base_callable = resolve_base_fun(base_fun)
     name = backends.select_backend(backend, x.device)
+    return _dispatch(name, x, grid, coef, scale_base, scale_sp, mask, k, base_fun,
+                     base_callable).to(x.dtype)
+
+
+def _kan_layer_autocast(x, grid, coef, scale_base, scale_sp, mask, k, base_fun, backend):
+    """Under torch.autocast: float16/bfloat16 tensors are cast up and the layer computes in
+    float32 (float64 when every tensor is float64: autocast leaves doubles alone). The
+    result is float32 on CPU and the autocast dtype on CUDA (float64 stays float64)."""
+    device_type = x.device.type
+    tensors = (x, grid, coef, scale_base, scale_sp, mask)
+    floats = [t for t in tensors if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    compute = torch.float64 if all(t.dtype == torch.float64 for t in floats) else torch.float32
+    tensors = [t.to(compute) if isinstance(t, torch.Tensor) and t.is_floating_point() else t
+               for t in tensors]
+    with torch.autocast(device_type, enabled=False):  # torch's own ops must not be recast
+        y = kan_layer(*tensors, k=k, base_fun=base_fun, backend=backend)
+    if device_type == "cuda" and compute == torch.float32:
+        return y.to(torch.get_autocast_dtype(device_type))
+    return y
+
+
+def _compiling() -> bool:
+    return torch.compiler.is_compiling()
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    return device_type in ("cpu", "cuda") and torch.is_autocast_enabled(device_type)
+
+
+def _dispatch(name, x, grid, coef, scale_base, scale_sp, mask, k, base_fun, base_callable):
     if name == "torch":
         return kan_layer_reference(x, grid, coef, scale_base, scale_sp, mask, k, base_callable)
 
     impl = backends.implementation(name)
-    out_dtype = x.dtype
     compute = impl.compute_dtype(x.dtype)
     if compute != x.dtype:
-        # e.g. the CPU kernels compute half inputs in float32 and return the input dtype.
+        # e.g. the CPU kernels compute half inputs in float32 (the caller converts back).
         x, grid, coef, scale_base, scale_sp, mask = (
             t.to(compute) for t in (x, grid, coef, scale_base, scale_sp, mask))
 
     spline_weight, base_weight = fold_weights(coef, scale_base, scale_sp, mask)
     fused_code = _FUSED_BASE.get(base_fun) if isinstance(base_fun, str) else None
-    y = FusedKanFunction.apply(x.contiguous(), grid.contiguous(), spline_weight, base_weight,
-                               k, fused_code or 0, impl)
+    y = kan_forward(x.contiguous(), grid.contiguous(), spline_weight, base_weight, k,
+                    fused_code or 0, name)
     if fused_code is None:
         # Any other base function runs in torch as one [B, in] x [in, out] product; for
-        # 'zero' (x * 0) only non-finite x can contribute (NaN), as in pykan.
-        if base_fun != "zero" or not bool(torch.isfinite(x).all()):
+        # 'zero' (x * 0) only non-finite x can contribute (NaN), as in pykan (a compiled
+        # graph always adds it rather than branch on the data).
+        if base_fun != "zero" or _compiling() or not bool(torch.isfinite(x).all()):
             y = y + base_callable(x) @ base_weight
-    return y.to(out_dtype)
+    return y

@@ -7,10 +7,17 @@ plain functions) and a few small fixtures.
 
 from __future__ import annotations
 
+import os
 import types
 
 import pytest
 import torch
+
+# Without CUDA the Triton kernels run under the interpreter. TRITON_INTERPRET is read when
+# ``@triton.jit`` decorates, so it is set before any test (or torch.compile's inductor)
+# imports pykan_fast.triton.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pykan_fast as pf
 from pykan_fast.grid import extend_grid, uniform_grid

@@ -48,3 +48,27 @@ def backward(x, grid, spline_weight, base_weight, grad_y, k: int, base: int,
                None if grad_bw is None else _view(grad_bw),
                k, base, torch.get_num_threads(), values, grads)
     return grad_x, grad_sw, grad_bw
+
+
+def spline_derivative(x, grid, spline_weight, row_scale, k: int, order: int) -> torch.Tensor:
+    """y[b, o] = sum_i row_scale[b, i] sum_j spline_weight[i, j, o] B^(order)_j(x[b, i])."""
+    y = torch.empty(x.shape[0], spline_weight.shape[2], dtype=x.dtype)
+    C.spline_derivative_forward(_view(x), _view(grid), _view(spline_weight),
+                                None if row_scale is None else _view(row_scale), _view(y),
+                                k, order, torch.get_num_threads())
+    return y
+
+
+def spline_derivative_backward(x, grid, spline_weight, row_scale, grad_y, k: int, order: int,
+                               need_t0: bool, need_t1: bool, need_weight: bool):
+    """(T_order, T_order+1, grad_spline_weight) of :func:`spline_derivative`; None where
+    not needed (see src/cpp/derivative_kernels.hpp)."""
+    t0 = torch.empty_like(x) if need_t0 else None
+    t1 = torch.empty_like(x) if need_t1 else None
+    grad_sw = torch.empty_like(spline_weight) if need_weight else None
+    C.spline_derivative_backward(
+        _view(x), _view(grid), _view(spline_weight),
+        None if row_scale is None else _view(row_scale), _view(grad_y),
+        None if t0 is None else _view(t0), None if t1 is None else _view(t1),
+        None if grad_sw is None else _view(grad_sw), k, order, torch.get_num_threads())
+    return t0, t1, grad_sw

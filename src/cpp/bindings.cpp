@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <string>
 
+#include "derivative_kernels.hpp"
 #include "kan_problem.hpp"
 
 namespace py = pybind11;
@@ -67,19 +68,18 @@ struct Checked {
   int64_t batch, in, out, nk;
 };
 
-Checked check_common(const py::array& x, const py::array& grid, const py::array& spline_weight,
-                     const py::array& base_weight, int k, int base, int threads) {
+// x, grid and spline_weight: dtypes, ranks, contiguity, shapes, a sorted finite grid.
+Checked check_spline(const py::array& x, const py::array& grid, const py::array& spline_weight,
+                     int k, int threads) {
   if (x.dtype().is(py::dtype::of<float>()) == false && x.dtype().is(py::dtype::of<double>()) == false)
     throw py::type_error("x: expected dtype float32 or float64, got " + std::string(py::str(x.dtype())));
   const py::dtype dt = x.dtype();
   require_array(x, "x", 2, dt, false);
   require_array(grid, "grid", 2, dt, false);
   require_array(spline_weight, "spline_weight", 3, dt, false);
-  require_array(base_weight, "base_weight", 2, dt, false);
   if (k < 1 || k > kMaxOrder)
     throw py::value_error("k: expected 1 <= k <= " + std::to_string(kMaxOrder) + ", got " +
                           std::to_string(k));
-  if (base != 0 && base != 1) throw py::value_error("base: expected 0 (none) or 1 (silu)");
   if (threads < 1) throw py::value_error("threads: expected at least 1, got " + std::to_string(threads));
   Checked c{x.shape(0), x.shape(1), spline_weight.shape(2), grid.shape(1)};
   if (c.nk < 2 * k + 2)
@@ -87,11 +87,19 @@ Checked check_common(const py::array& x, const py::array& grid, const py::array&
                           " knots per input (G >= 1), got " + std::to_string(c.nk));
   require_shape(grid, "grid", {c.in, c.nk});
   require_shape(spline_weight, "spline_weight", {c.in, c.nk - k - 1, c.out});
-  require_shape(base_weight, "base_weight", {c.in, c.out});
   if (dt.is(py::dtype::of<float>()))
     require_sorted_finite_grid(static_cast<const float*>(grid.data()), c.in, c.nk);
   else
     require_sorted_finite_grid(static_cast<const double*>(grid.data()), c.in, c.nk);
+  return c;
+}
+
+Checked check_common(const py::array& x, const py::array& grid, const py::array& spline_weight,
+                     const py::array& base_weight, int k, int base, int threads) {
+  const Checked c = check_spline(x, grid, spline_weight, k, threads);
+  require_array(base_weight, "base_weight", 2, x.dtype(), false);
+  require_shape(base_weight, "base_weight", {c.in, c.out});
+  if (base != 0 && base != 1) throw py::value_error("base: expected 0 (none) or 1 (silu)");
   return c;
 }
 
@@ -187,6 +195,70 @@ void backward(const py::array& x, const py::array& grid, const py::array& spline
                            base_grads);
 }
 
+template <typename T>
+pykan::DerivativeProblem<T> derivative_problem(const Checked& c, const py::array& x,
+                                               const py::array& grid, const py::array& sw,
+                                               const py::object& row_scale, int k, int order,
+                                               int threads) {
+  if (order < 0) throw py::value_error("order: expected a derivative order >= 0, got " + std::to_string(order));
+  return pykan::DerivativeProblem<T>{
+      static_cast<const T*>(x.data()), static_cast<const T*>(grid.data()),
+      static_cast<const T*>(sw.data()),
+      optional_input<T>(row_scale, "row_scale", x.dtype(), {c.batch, c.in}),
+      c.batch, c.in, c.out, c.nk, k, order, threads};
+}
+
+template <typename T>
+void derivative_forward_typed(const Checked& c, const py::array& x, const py::array& grid,
+                              const py::array& sw, const py::object& row_scale, py::array& y,
+                              int k, int order, int threads) {
+  const auto p = derivative_problem<T>(c, x, grid, sw, row_scale, k, order, threads);
+  T* out = static_cast<T*>(y.mutable_data());
+  py::gil_scoped_release release;
+  pykan::spline_derivative_forward(p, out);
+}
+
+void derivative_forward(const py::array& x, const py::array& grid, const py::array& spline_weight,
+                        const py::object& row_scale, py::array& y, int k, int order, int threads) {
+  const Checked c = check_spline(x, grid, spline_weight, k, threads);
+  require_array(y, "y", 2, x.dtype(), true);
+  require_shape(y, "y", {c.batch, c.out});
+  if (x.dtype().is(py::dtype::of<float>()))
+    derivative_forward_typed<float>(c, x, grid, spline_weight, row_scale, y, k, order, threads);
+  else
+    derivative_forward_typed<double>(c, x, grid, spline_weight, row_scale, y, k, order, threads);
+}
+
+template <typename T>
+void derivative_backward_typed(const Checked& c, const py::array& x, const py::array& grid,
+                               const py::array& sw, const py::object& row_scale,
+                               const py::array& grad_y, const py::object& t0, const py::object& t1,
+                               const py::object& grad_sw, int k, int order, int threads) {
+  const py::dtype dt = x.dtype();
+  const auto p = derivative_problem<T>(c, x, grid, sw, row_scale, k, order, threads);
+  T* a = optional_output<T>(t0, "t0", dt, {c.batch, c.in});
+  T* b = optional_output<T>(t1, "t1", dt, {c.batch, c.in});
+  T* gw = optional_output<T>(grad_sw, "grad_spline_weight", dt, {c.in, c.nk - k - 1, c.out});
+  const T* dy = static_cast<const T*>(grad_y.data());
+  py::gil_scoped_release release;
+  pykan::spline_derivative_backward(p, dy, a, b, gw);
+}
+
+void derivative_backward(const py::array& x, const py::array& grid, const py::array& spline_weight,
+                         const py::object& row_scale, const py::array& grad_y, const py::object& t0,
+                         const py::object& t1, const py::object& grad_spline_weight, int k,
+                         int order, int threads) {
+  const Checked c = check_spline(x, grid, spline_weight, k, threads);
+  require_array(grad_y, "grad_y", 2, x.dtype(), false);
+  require_shape(grad_y, "grad_y", {c.batch, c.out});
+  if (x.dtype().is(py::dtype::of<float>()))
+    derivative_backward_typed<float>(c, x, grid, spline_weight, row_scale, grad_y, t0, t1,
+                                     grad_spline_weight, k, order, threads);
+  else
+    derivative_backward_typed<double>(c, x, grid, spline_weight, row_scale, grad_y, t0, t1,
+                                      grad_spline_weight, k, order, threads);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
@@ -206,5 +278,19 @@ PYBIND11_MODULE(_C, m) {
         py::arg("k"), py::arg("base"), py::arg("threads"),
         py::arg("base_values").none(true) = py::none(), py::arg("base_grads").none(true) = py::none(),
         "Gradients of forward() for x, spline_weight and base_weight (None skips one).");
+  m.def("spline_derivative_forward", &derivative_forward, py::arg("x").noconvert(),
+        py::arg("grid").noconvert(), py::arg("spline_weight").noconvert(),
+        py::arg("row_scale").none(true), py::arg("y").noconvert(), py::arg("k"),
+        py::arg("order"), py::arg("threads"),
+        "y[b, o] = sum_i row_scale[b, i] sum_j spline_weight[i, j, o] * B^(order)_j(x[b, i])\n"
+        "(overwrites y; row_scale None: ones).");
+  m.def("spline_derivative_backward", &derivative_backward, py::arg("x").noconvert(),
+        py::arg("grid").noconvert(), py::arg("spline_weight").noconvert(),
+        py::arg("row_scale").none(true), py::arg("grad_y").noconvert(), py::arg("t0").none(true),
+        py::arg("t1").none(true), py::arg("grad_spline_weight").none(true), py::arg("k"),
+        py::arg("order"), py::arg("threads"),
+        "t0[b, i] = sum_o grad_y[b, o] sum_j spline_weight[i, j, o] B^(order)_j(x[b, i]),\n"
+        "t1 the same with order + 1, grad_spline_weight[i, j, o] = sum_b row_scale[b, i]\n"
+        "B^(order)_j(x[b, i]) grad_y[b, o]; None skips one.");
   m.def("active_isa", &pykan::active_isa, "Instruction set of the kernels in use.");
 }

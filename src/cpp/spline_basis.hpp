@@ -121,6 +121,50 @@ inline void local_basis(T x, const T* t, int64_t n_knots, const T* inv_i, int64_
   }
 }
 
+// d-th derivatives of the order-k bases at x in span s: D[r] = B^(d)_{k, s-k+r}(x),
+// r = 0..k (zero when d > k).  The order k-d bases by the recursion above, then d
+// derivative steps dB_{p,j} = p (B_{p-1,j} / (t_{j+p} - t_j) - B_{p-1,j+1} /
+// (t_{j+p+1} - t_{j+1})) (The NURBS Book, eq. 2.9).  A basis is zeroed where pykan
+// zeroes its value (a repeated-knot reciprocal), as local_basis does for d = 1.
+template <typename T>
+inline void local_basis_derivative(T x, const T* t, int64_t n_knots, const T* inv_i,
+                                   int64_t s, int k, int d, T* D) {
+  if (d > k) {
+    for (int r = 0; r <= k; ++r) D[r] = T(0);
+    return;
+  }
+  const int64_t row = n_knots + k;
+  T left[kMaxOrder + 1], right[kMaxOrder + 1];
+  D[0] = T(1);
+  for (int p = 1; p <= k - d; ++p) {
+    const int64_t lo = s + 1 - p < 0 ? 0 : s + 1 - p;
+    const int64_t hi = s + p > n_knots - 1 ? n_knots - 1 : s + p;
+    left[p] = x - t[lo];
+    right[p] = t[hi] - x;
+    const T* inv_p = inv_i + (p - 1) * row + (s + 1 - p) + k;
+    T saved = T(0);
+    for (int r = 0; r < p; ++r) {
+      const T temp = D[r] * inv_p[r];
+      D[r] = saved + right[r + 1] * temp;
+      saved = left[p - r] * temp;
+    }
+    D[p] = saved;
+    zero_repeated_knot_bases(inv_i + (p - 1) * row + (s - p) + k, p, D);
+  }
+  for (int p = k - d + 1; p <= k; ++p) {
+    // inv_p[r] = 1/(t[j+p] - t[j]) for j = s-p+r; D[r-1] holds B_{p-1,j} on entry.
+    const T* inv_p = inv_i + (p - 1) * row + (s - p) + k;
+    T previous = T(0);  // the old D[r-1]
+    for (int r = 0; r <= p; ++r) {
+      const T current = r < p ? D[r] : T(0);
+      const T v = T(p) * (previous * inv_p[r] - current * inv_p[r + 1]);
+      const bool zeroed = inv_p[r] == T(0) || inv_p[r + 1] == T(0);
+      D[r] = zeroed ? T(0) : v;
+      previous = current;
+    }
+  }
+}
+
 // 1/h when the knots of one input are uniform (to 1e-6 of the span), else 0.  Only a
 // hint for find_span, which checks against the real knots either way.
 template <typename T>
