@@ -10,7 +10,8 @@ import contextlib
 
 import torch
 
-__all__ = ["compute_dtype", "forward", "backward", "FORCE_PATH"]
+__all__ = ["compute_dtype", "forward", "backward", "spline_derivative",
+           "spline_derivative_backward", "FORCE_PATH"]
 
 # "dense", "local" or None (the kernels choose by G, see kan_triton.choose_path). For
 # tests and benchmarks.
@@ -50,3 +51,19 @@ def backward(x, grid, spline_weight, base_weight, grad_y, k: int, base: int,
     with _device_scope(x):
         return _kernels().kan_backward(x, grid, spline_weight, base_weight, grad_y, k, base,
                                        need_x, need_spline, need_base, path=FORCE_PATH)
+
+
+def spline_derivative(x, grid, spline_weight, row_scale, k: int, order: int) -> torch.Tensor:
+    """y[b, o] = sum_i row_scale[b, i] sum_j spline_weight[i, j, o] B^(order)_j(x[b, i])
+    `[B, out]` (row_scale None: ones); float32, contiguous, on one device."""
+    with _device_scope(x):
+        return _kernels().spline_derivative(x, grid, spline_weight, row_scale, k, order)
+
+
+def spline_derivative_backward(x, grid, spline_weight, row_scale, grad_y, k: int, order: int,
+                               need_t0: bool, need_t1: bool, need_weight: bool):
+    """(T_order `[B, in]`, T_order+1 `[B, in]`, grad_spline_weight) of
+    :func:`spline_derivative`; None where not needed (see kan_triton)."""
+    with _device_scope(x):
+        return _kernels().spline_derivative_backward(x, grid, spline_weight, row_scale, grad_y,
+                                                     k, order, need_t0, need_t1, need_weight)
