@@ -54,7 +54,38 @@ def demo(args) -> int:
     except ImportError as error:
         print(f"(no plot: {error})")
     _speed_against_reference(1024, 64, 64, 5)
+    _symbolic_part(args)
     return 0
+
+
+def _symbolic_part(args) -> None:
+    """pykan's hello-KAN ending: sparse training, pruning, auto_symbolic, the formula and
+    the network plot."""
+    from . import experiments
+
+    steps = 15 if args.quick else 50
+    print(f"\nSymbolic regression: a sparse KAN [2, 5, 1] (lamb=0.01), pruned, refined to G=10, "
+          f"its edges fixed to x, x^2, exp or sin (auto_symbolic); {steps} LBFGS steps per stage.")
+    try:
+        run = experiments.symbolic_regression(steps=steps, progress=not args.no_progress)
+    except ImportError as error:  # sympy is the 'symbolic' extra
+        print(f"(no symbolic regression: {error})")
+        return
+    from .symbolic import ex_round
+
+    print(f"width after pruning: {run.width}; test RMSE of the splines before auto_symbolic: "
+          f"{run.spline_rmse:.2e}")
+    for l, sym in enumerate(run.model.symbolic_fun):
+        print(f"layer {l} edge functions (out x in): {sym.funs_name}")
+    print(f"recovered formula: f(x_1, x_2) = {ex_round(run.formula, 4)}")
+    print(f"max |formula - exp(sin(pi x_1) + x_2^2)| on the test inputs: {run.max_error:.2e}")
+    path = os.path.join(args.out, "kan_symbolic.png")
+    try:
+        run.model.plot(path=path, in_vars=[r"$x_1$", r"$x_2$"], out_vars=[r"$f$"],
+                       title="exp(sin(pi x) + y^2), symbolic")
+        print(f"network plot written to {path}")
+    except ImportError as error:
+        print(f"(no plot: {error})")
 
 
 def bench(args) -> int:
@@ -79,7 +110,8 @@ def bench(args) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m pykan_fast", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    p_demo = sub.add_parser("demo", help="fit exp(sin(pi x) + y^2) with grid extension")
+    p_demo = sub.add_parser("demo", help="fit exp(sin(pi x) + y^2) with grid extension, "
+                            "then recover the formula (auto_symbolic)")
     p_demo.add_argument("--quick", action="store_true", help="fewer grids and steps (CI)")
     p_demo.add_argument("--out", default="pykan_fast_demo", help="folder for the plots")
     p_demo.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -205,7 +205,8 @@ def fit(model, dataset: dict, opt: str = "LBFGS", steps: int = 100, log: int = 1
         grid_update_num: int = 10, loss_fn=None, lr: float = 1.0,
         start_grid_update_step: int = -1, stop_grid_update_step: int = 50, batch: int = -1,
         metrics=None, reg_metric: str = "edge_forward_spline_n", display_metrics=None,
-        progress: bool = True, max_elements: int = 1 << 20) -> dict:
+        progress: bool = True, max_elements: int = 1 << 20,
+        singularity_avoiding: bool = False, y_th: float = 1000.0) -> dict:
     """Train ``model`` (a :class:`pykan_fast.KAN`) as pykan's ``MultKAN.fit``.
 
     ``dataset``: ``train_input``, ``train_label``, ``test_input``, ``test_label``.
@@ -219,7 +220,8 @@ def fit(model, dataset: dict, opt: str = "LBFGS", steps: int = 100, log: int = 1
     Returns ``{"train_loss", "test_loss", "reg"}`` (lists of floats per step, the losses
     as square roots, i.e. RMSE for MSE) plus one list per function in ``metrics``.
     ``progress=False`` hides the tqdm bar; ``display_metrics`` names history keys shown
-    in it. Unlike pykan, ``reg`` is 0 at every step when ``lamb == 0`` (pykan also
+    in it. ``singularity_avoiding``/``y_th``: the training forward uses the symbolic
+    functions' finite forms (threshold ``y_th``), as pykan; the test loss does not. Unlike pykan, ``reg`` is 0 at every step when ``lamb == 0`` (pykan also
     evaluates it at the last step) and the global torch seed is not reset by L-BFGS.
     """
     for key in ("train_input", "train_label", "test_input", "test_label"):
@@ -260,7 +262,8 @@ def fit(model, dataset: dict, opt: str = "LBFGS", steps: int = 100, log: int = 1
     state = {}
 
     def objective(x, y):
-        pred, inputs = model._forward(x, keep_inputs=use_reg)
+        pred, inputs = model._forward(x, keep_inputs=use_reg,
+                                      singularity_avoiding=singularity_avoiding, y_th=y_th)
         train_loss = loss_fn(pred, y)
         if use_reg:
             reg = regularization(model, inputs, reg_metric, lamb_l1, lamb_entropy, lamb_coef,

@@ -162,6 +162,33 @@ class KANLayer(nn.Module):
         child.mask.data.copy_(self.mask.data)
         return child
 
+    @torch.no_grad()
+    def get_subset(self, in_id, out_id) -> "KANLayer":
+        """A smaller layer keeping inputs ``in_id`` and outputs ``out_id`` (pykan's
+        ``KANLayer.get_subset``, used by pruning): grid `[len(in_id), G+2k+1]`, coef,
+        scale_base, scale_sp and mask are copied rows ``in_id``, columns ``out_id``.
+
+        As pykan, it builds the new layer with ``KANLayer(len(in_id), len(out_id), G, k)``,
+        whose initialisation draws from torch's global generator (the draws are then
+        overwritten); unlike pykan, ``grid_range``, ``grid_eps``, the trainable flags and
+        the backend are kept rather than reset to the defaults.
+        """
+        in_id = torch.as_tensor(in_id, dtype=torch.long).reshape(-1).to(self.grid.device)
+        out_id = torch.as_tensor(out_id, dtype=torch.long).reshape(-1).to(self.grid.device)
+        for name, ids, size in (("in_id", in_id, self.in_dim), ("out_id", out_id, self.out_dim)):
+            if ids.numel() == 0 or int(ids.min()) < 0 or int(ids.max()) >= size:
+                raise ValueError(f"{name}: expected a non-empty list of indices in [0, {size}), "
+                                 f"got {ids.tolist()}")
+        sub = KANLayer(in_id.numel(), out_id.numel(), grid=self.num, k=self.k,
+                       grid_range=self.grid_range, base_fun=self.base_fun, grid_eps=self.grid_eps,
+                       sp_trainable=self.scale_sp.requires_grad,
+                       sb_trainable=self.scale_base.requires_grad, backend=self.backend)
+        sub.to(device=self.grid.device, dtype=self.grid.dtype)
+        sub.grid.data = self.grid[in_id].clone()
+        for pname in ("coef", "scale_base", "scale_sp", "mask"):
+            getattr(sub, pname).data = getattr(self, pname)[in_id][:, out_id].clone()
+        return sub
+
     # ---- pykan interop ---------------------------------------------------------------
 
     @classmethod

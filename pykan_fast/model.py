@@ -1,15 +1,18 @@
-"""``KAN``: pykan 0.2.8's MultKAN (addition nodes) as a stack of fused ``KANLayer``s.
+"""``KAN``: pykan 0.2.8's MultKAN (addition and multiplication nodes) as a stack of
+fused ``KANLayer``s.
 
 Same constructor arguments, seeding, parameter names and shapes, node affines and
 forward as ``kan.MultKAN``; grid update and grid extension (``refine``) as pykan does
-them; one-file ``save``/``load``; ``from_pykan`` conversion. Multiplication nodes and the
-symbolic branch are not implemented yet: ``width`` is kept in MultKAN's
-``[[n_add, n_mult], ...]`` form so they can be added.
+them; one-file ``save``/``load``; ``from_pykan`` conversion. ``width`` is kept in
+MultKAN's ``[[n_add, n_mult], ...]`` form. The symbolic branch (``symbolic_fun``,
+``fix_symbolic``, ``auto_symbolic``, ``symbolic_formula``) as pykan's, evaluated only
+on fixed edges; its tools live in :mod:`pykan_fast.symbolic`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import random
 
 import numpy as np
@@ -17,11 +20,12 @@ import torch
 from torch import nn
 
 from .layer import KANLayer
+from .symbolic.layer import SymbolicKANLayer
 
 __all__ = ["KAN"]
 
 _FORMAT = "pykan_fast.KAN"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: the symbolic branch (function names) added
 
 
 def _normalize_width(width) -> list[list[int]]:
@@ -40,6 +44,56 @@ def _normalize_width(width) -> list[list[int]]:
             raise ValueError(f"width: expected positive layer sizes, got {width!r}")
         out.append([n_add, n_mult])
     return out
+
+
+def _normalize_mult_arity(mult_arity, width: list[list[int]]):
+    """MultKAN's ``mult_arity``: one int for every multiplication node, or one list per
+    layer (``len(width)`` lists, list l holding the arity of each of layer l's
+    ``n_mult`` nodes). Returns the int or a copy of the lists. Arities below 2 are
+    refused (pykan's forward fails on them)."""
+    if isinstance(mult_arity, (int, np.integer)) and not isinstance(mult_arity, bool):
+        mult_arity = int(mult_arity)
+        if mult_arity < 2 and any(n_mult for _, n_mult in width):
+            raise ValueError(f"mult_arity: expected an int >= 2 for multiplication nodes, "
+                             f"got {mult_arity}")
+        return mult_arity
+    if not isinstance(mult_arity, (list, tuple)) or len(mult_arity) != len(width):
+        raise ValueError(f"mult_arity: expected an int or one list per layer ({len(width)}), "
+                         f"got {mult_arity!r}")
+    out = []
+    for l, (arities, (_, n_mult)) in enumerate(zip(mult_arity, width)):
+        try:
+            arities = [int(a) for a in arities]
+        except (TypeError, ValueError):
+            raise ValueError(f"mult_arity: layer {l}: expected a list of ints, got {arities!r}") from None
+        if len(arities) != n_mult or any(a < 2 for a in arities):
+            raise ValueError(f"mult_arity: layer {l} has {n_mult} multiplication nodes; expected "
+                             f"as many arities >= 2, got {arities!r}")
+        out.append(arities)
+    return out
+
+
+def _multiply(x: torch.Tensor, n_add: int, arity) -> torch.Tensor:
+    """MultKAN's multiplication step: subnodes `[B, n_add + sum(arities)]` -> nodes
+    `[B, n_add + n_mult]`. The first ``n_add`` subnodes pass through; each
+    multiplication node is the product of its next ``arity`` subnodes, multiplied left
+    to right as pykan does. ``arity``: an int (every node) or one int per node."""
+    if x.shape[1] == n_add:
+        return x
+    if isinstance(arity, int):
+        prod = x[:, n_add::arity] * x[:, n_add + 1::arity]
+        for i in range(2, arity):
+            prod = prod * x[:, n_add + i::arity]
+    else:
+        cols, start = [], n_add
+        for a in arity:
+            col = x[:, start:start + 1] * x[:, start + 1:start + 2]
+            for i in range(2, a):
+                col = col * x[:, start + i:start + i + 1]
+            cols.append(col)
+            start += a
+        prod = torch.cat(cols, dim=1)
+    return torch.cat([x[:, :n_add], prod], dim=1)
 
 
 def _per_layer(value, depth: int, name: str) -> list:
@@ -80,36 +134,41 @@ def _rng_preserved():
 class KAN(nn.Module):
     """A Kolmogorov-Arnold network: pykan's ``MultKAN`` on fused ``KANLayer``s.
 
-    ``width``: layer sizes, ints or MultKAN's ``[n_add, n_mult]`` pairs (only
-    ``n_mult = 0`` for now). ``grid`` (intervals G) and ``k`` (spline order): one value or
-    one per layer. ``seed`` reseeds torch, numpy and random as MultKAN does, so
-    ``KAN(width, grid, k, seed)`` starts from the same parameters as
-    ``kan.MultKAN(width, grid, k, seed=seed)`` built under the same default dtype.
+    ``width``: layer sizes, ints or MultKAN's ``[n_add, n_mult]`` pairs (addition and
+    multiplication nodes); ``mult_arity``: how many subnodes each multiplication node
+    multiplies, one int or one list per layer with one arity per node (e.g.
+    ``[[], [2, 3], []]`` for ``width=[2, [0, 2], 1]``). ``grid`` (intervals G) and
+    ``k`` (spline order): one value or one per layer. ``seed`` reseeds torch, numpy and
+    random as MultKAN does, so ``KAN(width, grid, k, seed)`` starts from the same
+    parameters as ``kan.MultKAN(width, grid, k, seed=seed)`` built under the same default
+    dtype.
     ``dtype`` builds as pykan would under ``torch.set_default_dtype(dtype)``;
     ``backend`` goes to every layer (None: by device).
 
     Parameters (MultKAN's names): ``act_fun`` (ModuleList of KANLayer), ``node_scale``,
     ``node_bias`` `[width_in[l+1]]`, ``subnode_scale``, ``subnode_bias``
     `[width_out[l+1]]` (ParameterLists, trained only if ``affine_trainable``).
-    Layer l computes ``x -> node_scale * (subnode_scale * act_fun[l](x) + subnode_bias)
-    + node_bias``.
+    Layer l computes the subnodes ``s = subnode_scale * act_fun[l](x) + subnode_bias``
+    `[B, width_out[l+1]]`, keeps the first ``n_add`` of them and replaces each following
+    group of ``arity`` subnodes by their product (multiplication nodes), then applies
+    ``node_scale * . + node_bias`` `[B, width_in[l+1]]`.
+
+    Symbolic branch (pykan's): ``symbolic_fun`` (ModuleList of
+    :class:`~pykan_fast.symbolic.SymbolicKANLayer`, masks `[out, in]` and affines
+    `[out, in, 4]`); ``act_fun[l](x)`` gains ``symbolic_fun[l](x)``, evaluated on the fixed
+    edges only, before the subnode affine. ``symbolic_enabled=False`` ignores it.
     """
 
     def __init__(self, width, grid=3, k=3, mult_arity=2, noise_scale: float = 0.3,
                  scale_base_mu: float = 0.0, scale_base_sigma: float = 1.0, base_fun="silu",
+                 symbolic_enabled: bool = True,
                  affine_trainable: bool = False, grid_eps: float = 0.02, grid_range=(-1.0, 1.0),
                  sp_trainable: bool = True, sb_trainable: bool = True, seed: int = 1,
                  device=None, dtype: torch.dtype | None = None, backend: str | None = None):
         super().__init__()
         width = _normalize_width(width)
-        if any(n_mult for _, n_mult in width):
-            raise NotImplementedError(
-                "width: multiplication nodes ([n_add, n_mult] with n_mult > 0) are not "
-                "supported yet; use addition nodes only")
-        if not isinstance(mult_arity, int):
-            raise NotImplementedError("mult_arity: only an int is supported (no multiplication nodes yet)")
         self.width = width
-        self.mult_arity = mult_arity
+        self.mult_arity = _normalize_mult_arity(mult_arity, width)
         self.depth = len(width) - 1
         grids = _per_layer(grid, self.depth, "grid")
         ks = _per_layer(k, self.depth, "k")
@@ -126,6 +185,8 @@ class KAN(nn.Module):
         self.input_id = None  # pykan's input selection (after prune_input); None: all
         self.cache_data = None  # last input seen: refine() fits on it, as pykan
         self.acts = None  # node values of the last forward: [x, x_1, ..., x_L] (detached)
+        # attribution scores, set by attribute() (pykan's names; see pykan_fast.prune)
+        self.node_scores = self.edge_scores = self.subnode_scores = None
 
         torch.manual_seed(seed)
         np.random.seed(seed)
@@ -147,6 +208,10 @@ class KAN(nn.Module):
             self.node_scale = nn.ParameterList(affine(width_in[l + 1], 1.0) for l in range(self.depth))
             self.subnode_bias = nn.ParameterList(affine(width_out[l + 1], 0.0) for l in range(self.depth))
             self.subnode_scale = nn.ParameterList(affine(width_out[l + 1], 1.0) for l in range(self.depth))
+            # pykan's symbolic front: one SymbolicKANLayer per layer, no edge fixed.
+            self.symbolic_fun = nn.ModuleList(
+                SymbolicKANLayer(width_in[l], width_out[l + 1]) for l in range(self.depth))
+        self.symbolic_enabled = bool(symbolic_enabled)  # pykan's: False ignores symbolic edges
         if device is not None:
             self.to(device)
 
@@ -159,19 +224,35 @@ class KAN(nn.Module):
 
     @property
     def width_out(self) -> list[int]:
-        """Output subnodes of each layer: ``n_add + mult_arity * n_mult``."""
-        return [a + self.mult_arity * m for a, m in self.width]
+        """Output subnodes of each layer: ``n_add + mult_arity * n_mult`` (or ``n_add`` +
+        the sum of the layer's arities when ``mult_arity`` is per node)."""
+        if self.mult_homo:
+            return [a + self.mult_arity * m for a, m in self.width]
+        return [a + sum(arities) for (a, _), arities in zip(self.width, self.mult_arity)]
+
+    @property
+    def mult_homo(self) -> bool:
+        """pykan's flag: one arity for every multiplication node."""
+        return isinstance(self.mult_arity, int)
+
+    def _layer_arity(self, l: int):
+        """The arity (int) or arities (list) of layer ``l``'s multiplication nodes."""
+        return self.mult_arity if self.mult_homo else self.mult_arity[l]
 
     def extra_repr(self) -> str:
         return f"width={self.width}, grid={self.grid}, k={self.k}, backend={self.backend!r}"
 
     # ---- forward ----------------------------------------------------------------------
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x: `[B, n_0]` -> `[B, n_L]` (MultKAN's forward, addition nodes)."""
-        return self._forward(x, keep_inputs=False)[0]
+    def forward(self, x: torch.Tensor, singularity_avoiding: bool = False,
+                y_th: float = 10.0) -> torch.Tensor:
+        """x: `[B, n_0]` -> `[B, n_L]` (MultKAN's forward). ``singularity_avoiding``:
+        symbolic edges use their functions' finite forms (threshold ``y_th``), as pykan."""
+        return self._forward(x, keep_inputs=False, singularity_avoiding=singularity_avoiding,
+                             y_th=y_th)[0]
 
-    def _forward(self, x: torch.Tensor, keep_inputs: bool):
+    def _forward(self, x: torch.Tensor, keep_inputs: bool, singularity_avoiding: bool = False,
+                 y_th: float = 10.0):
         """The output and, when ``keep_inputs``, each layer's input with its graph (what
         the regulariser needs). Records ``cache_data`` and ``acts`` as pykan does."""
         if not isinstance(x, torch.Tensor) or x.dim() != 2:
@@ -185,14 +266,28 @@ class KAN(nn.Module):
         acts = [x.detach()]
         inputs = [x] if keep_inputs else None
         for l, layer in enumerate(self.act_fun):
-            x = layer(x)
+            x = self._layer_out(l, x, singularity_avoiding, y_th)
             x = self.subnode_scale[l][None, :] * x + self.subnode_bias[l][None, :]
+            x = _multiply(x, self.width[l + 1][0], self._layer_arity(l + 1))
             x = self.node_scale[l][None, :] * x + self.node_bias[l][None, :]
             acts.append(x.detach())
             if keep_inputs and l < self.depth - 1:
                 inputs.append(x)
         self.acts = acts
         return x, inputs
+
+    def _layer_out(self, l: int, x: torch.Tensor, singularity_avoiding: bool, y_th: float):
+        """Layer l's subnodes before their affine: the spline branch (fused kernel) plus,
+        when some edge is fixed, the symbolic branch on those edges only."""
+        y = self.act_fun[l](x)
+        sym = self.symbolic_fun[l]
+        if self.symbolic_enabled and sym.n_active:
+            y = y + sym(x, singularity_avoiding=singularity_avoiding, y_th=y_th)
+        elif torch.is_grad_enabled() and sym.affine.requires_grad:
+            # pykan evaluates every symbolic edge (times mask 0), so affine always gets a
+            # (zero) gradient; keep it in the graph so DistributedDataParallel sees it used.
+            y = y + sym.affine[:0].sum()
+        return y
 
     # ---- grids ------------------------------------------------------------------------
 
@@ -218,8 +313,7 @@ class KAN(nn.Module):
         """
         if self.cache_data is None:
             raise ValueError("refine: the model has seen no data; run it on inputs (or fit) first")
-        self._forward(self.cache_data, keep_inputs=False)
-        acts = self.acts
+        acts = self.get_act()  # cache_data already holds the input_id columns
         coef = self.act_fun[0].coef
         new = KAN(self.width, grid=new_grid, k=self.k, mult_arity=self.mult_arity,
                   noise_scale=self.noise_scale, scale_base_mu=self.scale_base_mu,
@@ -232,6 +326,10 @@ class KAN(nn.Module):
         for l in range(self.depth):
             new.act_fun[l] = self.act_fun[l].refine(new_grid, x=acts[l])
         new._copy_affines_from(self)
+        # pykan hands the same Symbolic_KANLayer objects to the refined model; copies
+        # keep the two models independent.
+        new.symbolic_fun = copy.deepcopy(self.symbolic_fun)
+        new.symbolic_enabled = self.symbolic_enabled
         new.input_id = self.input_id
         new.cache_data = self.cache_data
         return new
@@ -242,6 +340,64 @@ class KAN(nn.Module):
                 for mine, theirs in zip(getattr(self, name), getattr(other, name)):
                     mine.data = theirs.data.detach().clone().to(mine.device)
                     mine.requires_grad_(theirs.requires_grad)
+
+    # ---- attribution, pruning, plotting (pykan_fast.prune, pykan_fast.plot) -----------
+
+    def get_act(self, x: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """Run on ``x`` (default: ``cache_data``) and return ``acts``; see
+        :func:`pykan_fast.prune.get_act`."""
+        from .prune import get_act
+
+        return get_act(self, x)
+
+    def attribute(self, l: int | None = None, i: int | None = None, out_score=None):
+        """pykan's attribution scores (``node_scores``, ``edge_scores``,
+        ``subnode_scores``) at ``cache_data``; see :func:`pykan_fast.prune.attribute`."""
+        from .prune import attribute
+
+        return attribute(self, l, i, out_score)
+
+    @property
+    def feature_score(self) -> torch.Tensor:
+        """pykan's input attribution scores `[width_in[0]]` (runs :meth:`attribute`)."""
+        self.attribute()
+        return self.node_scores[0]
+
+    def prune_node(self, threshold: float = 1e-2, mode: str = "auto",
+                   active_neurons_id=None) -> "KAN":
+        """A new KAN without the hidden nodes scoring at most ``threshold``; see
+        :func:`pykan_fast.prune.prune_node`."""
+        from .prune import prune_node
+
+        return prune_node(self, threshold, mode, active_neurons_id)
+
+    def prune_edge(self, threshold: float = 3e-2) -> None:
+        """In place: mask out the edges scoring at most ``threshold``; see
+        :func:`pykan_fast.prune.prune_edge`."""
+        from .prune import prune_edge
+
+        prune_edge(self, threshold)
+
+    def prune(self, node_th: float = 1e-2, edge_th: float = 3e-2) -> "KAN":
+        """pykan's ``prune``: :meth:`prune_node` then :meth:`prune_edge` on the new model,
+        which is returned; see :func:`pykan_fast.prune.prune`."""
+        from .prune import prune
+
+        return prune(self, node_th, edge_th)
+
+    def prune_input(self, threshold: float = 1e-2, active_inputs=None) -> "KAN":
+        """A new KAN reading only the inputs scoring above ``threshold`` (or
+        ``active_inputs``); see :func:`pykan_fast.prune.prune_input`."""
+        from .prune import prune_input
+
+        return prune_input(self, threshold, active_inputs)
+
+    def plot(self, folder=None, beta: float = 3, metric: str = "backward", **kwargs):
+        """pykan's network diagram as a matplotlib Figure, saved as PNG to ``path=`` or
+        ``folder``; see :func:`pykan_fast.plot.plot` for the other arguments."""
+        from .plot import plot  # matplotlib stays out of the model's imports
+
+        return plot(self, folder=folder, beta=beta, metric=metric, **kwargs)
 
     # ---- training (the loop lives in pykan_fast.fit) ---------------------------------
 
@@ -265,6 +421,78 @@ class KAN(nn.Module):
         return regularization(self, inputs, reg_metric, lamb_l1, lamb_entropy, lamb_coef,
                               lamb_coefdiff)
 
+    # ---- symbolic (pykan_fast.symbolic.edges, pykan_fast.symbolic.formula) -------------
+
+    def set_mode(self, l: int, i: int, j: int, mode: str, mask_n: float | None = None) -> None:
+        """pykan's ``set_mode``: edge (l, i, j) spline-only ('n'), symbolic-only ('s'),
+        both ('sn'/'ns', spline weight ``mask_n``) or off (anything else)."""
+        from .symbolic.edges import set_mode
+
+        set_mode(self, l, i, j, mode, mask_n)
+
+    def fix_symbolic(self, l: int, i: int, j: int, fun_name, fit_params_bool: bool = True,
+                     a_range=(-10, 10), b_range=(-10, 10), verbose: bool = True,
+                     random: bool = False, log_history: bool = True):
+        """Make edge (l, i, j) ``c * f(a x + b) + d``, f = ``fun_name`` (library name or
+        callable), fitted to the edge on the last forward's inputs (``fit_params_bool``;
+        returns r2) or set to (1, 0, 1, 0); see :func:`pykan_fast.symbolic.edges.fix_symbolic`.
+        ``log_history`` is accepted for pykan's signature (no history is kept)."""
+        from .symbolic.edges import fix_symbolic
+
+        return fix_symbolic(self, l, i, j, fun_name, fit_params_bool, a_range, b_range,
+                            verbose, random)
+
+    def unfix_symbolic(self, l: int, i: int, j: int, log_history: bool = True) -> None:
+        """Edge (l, i, j) back to its spline (pykan's)."""
+        from .symbolic.edges import unfix_symbolic
+
+        unfix_symbolic(self, l, i, j)
+
+    def unfix_symbolic_all(self, log_history: bool = True) -> None:
+        """Every edge back to its spline."""
+        for l in range(self.depth):
+            for i in range(self.width_in[l]):
+                for j in range(self.width_out[l + 1]):
+                    self.unfix_symbolic(l, i, j)
+
+    def rank_symbolic(self, l: int, i: int, j: int, a_range=(-10, 10), b_range=(-10, 10),
+                      lib=None, weight_simple: float = 0.8, r2_loss_fun=None, c_loss_fun=None):
+        """Every function of ``lib`` fitted to edge (l, i, j), best first (a list of
+        :class:`pykan_fast.symbolic.Candidate`); the model is left unchanged."""
+        from .symbolic.edges import rank_symbolic
+
+        return rank_symbolic(self, l, i, j, a_range, b_range, lib, weight_simple,
+                             r2_loss_fun, c_loss_fun)
+
+    def suggest_symbolic(self, l: int, i: int, j: int, a_range=(-10, 10), b_range=(-10, 10),
+                         lib=None, topk: int = 5, verbose: bool = True, r2_loss_fun=None,
+                         c_loss_fun=None, weight_simple: float = 0.8):
+        """pykan's ``suggest_symbolic``: ``(name, library entry, r2, complexity)`` of the
+        best function for edge (l, i, j); see :func:`pykan_fast.symbolic.edges.suggest_symbolic`."""
+        from .symbolic.edges import suggest_symbolic
+
+        return suggest_symbolic(self, l, i, j, a_range, b_range, lib, topk, verbose,
+                                r2_loss_fun, c_loss_fun, weight_simple)
+
+    def auto_symbolic(self, a_range=(-10, 10), b_range=(-10, 10), lib=None, verbose: int = 1,
+                      weight_simple: float = 0.8, r2_threshold: float = 0.0) -> None:
+        """pykan's ``auto_symbolic``: every spline edge gets its best library function
+        (if r2 >= ``r2_threshold``); see :func:`pykan_fast.symbolic.edges.auto_symbolic`."""
+        from .symbolic.edges import auto_symbolic
+
+        auto_symbolic(self, a_range, b_range, lib, verbose, weight_simple, r2_threshold)
+
+    def symbolic_formula(self, var=None, normalizer=None, output_normalizer=None,
+                         simplify: bool = False, n_digit: int | None = None):
+        """``(formulas, variables)``: a sympy expression per output and the input
+        symbols (pykan's ``symbolic_formula``); every edge must be symbolic or off;
+        ``n_digit`` rounds the constants. See :func:`pykan_fast.symbolic.symbolic_formula`."""
+        from .symbolic.formula import symbolic_formula
+
+        return symbolic_formula(self, var=var, normalizer=normalizer,
+                                output_normalizer=output_normalizer, simplify=simplify,
+                                n_digit=n_digit)
+
     # ---- save / load ------------------------------------------------------------------
 
     def config(self) -> dict:
@@ -284,8 +512,38 @@ class KAN(nn.Module):
             backend=self.backend,
         )
 
+    def _symbolic_state(self) -> dict:
+        """The symbolic branch's function names per layer (out x in lists) and switch;
+        its masks and affines are in the state_dict."""
+        for l, sym in enumerate(self.symbolic_fun):
+            for j, row in enumerate(sym.funs_name):
+                for i, name in enumerate(row):
+                    if name == "anonymous":
+                        raise ValueError(
+                            f"symbolic_fun: edge ({l},{i},{j}) holds an anonymous function, which "
+                            "cannot be saved by name; register it with "
+                            "pykan_fast.symbolic.add_symbolic(name, fun) and fix the edge by name")
+        return {"enabled": self.symbolic_enabled,
+                "funs_name": [[list(row) for row in sym.funs_name] for sym in self.symbolic_fun]}
+
+    def _set_symbolic_state(self, state: dict) -> None:
+        from .symbolic.library import SYMBOLIC_LIB
+
+        self.symbolic_enabled = bool(state["enabled"])
+        for l, (sym, names) in enumerate(zip(self.symbolic_fun, state["funs_name"])):
+            for j, row in enumerate(names):
+                for i, name in enumerate(row):
+                    if name not in SYMBOLIC_LIB:
+                        raise ValueError(
+                            f"symbolic_fun: edge ({l},{i},{j}) uses the function {name!r}, which "
+                            "is not in the symbolic library; register it with "
+                            f"pykan_fast.symbolic.add_symbolic({name!r}, fun) before loading")
+                    sym.set_function(i, j, name, SYMBOLIC_LIB[name])
+
     def save(self, path) -> None:
-        """Weights, config and ``cache_data`` in one file (``torch.save`` of a dict)."""
+        """Weights, config, ``cache_data`` and the symbolic edges' function names (by
+        name: user functions must be registered again before :meth:`load`) in one file
+        (``torch.save`` of a dict)."""
         torch.save({
             "format": _FORMAT,
             "version": _FORMAT_VERSION,
@@ -294,6 +552,7 @@ class KAN(nn.Module):
             "input_id": None if self.input_id is None else self.input_id.tolist(),
             "state_dict": self.state_dict(),
             "cache_data": self.cache_data,
+            "symbolic": self._symbolic_state(),
         }, path)
 
     @classmethod
@@ -307,6 +566,10 @@ class KAN(nn.Module):
         with _rng_preserved():
             model = cls(**ckpt["config"], dtype=coef.dtype)
         model.to(coef.device)
+        if "symbolic" in ckpt:
+            model._set_symbolic_state(ckpt["symbolic"])
+        else:  # version 1: written before the symbolic branch existed
+            state = {**model.state_dict(), **state}
         model.load_state_dict(state)
         model.grid = ckpt["grid"]
         if ckpt["input_id"] is not None:
@@ -316,17 +579,36 @@ class KAN(nn.Module):
 
     # ---- pykan interop ----------------------------------------------------------------
 
+    def _copy_symbolic_from_pykan(self, l: int, sym) -> None:
+        """Layer l's symbolic branch from a pykan ``Symbolic_KANLayer``."""
+        from .symbolic.library import SYMBOLIC_LIB, SymbolicFunction
+
+        mine = self.symbolic_fun[l]
+        with torch.no_grad():
+            for name in ("mask", "affine"):
+                src = getattr(sym, name)
+                getattr(mine, name).data = src.data.detach().clone().to(mine.affine.device)
+                getattr(mine, name).requires_grad_(src.requires_grad)
+        for j, row in enumerate(sym.funs_name):
+            for i, name in enumerate(row):
+                entry = SYMBOLIC_LIB.get(name) if name != "anonymous" else None
+                if entry is None:
+                    try:
+                        from kan.utils import SYMBOLIC_LIB as PYKAN_LIB
+                        c = PYKAN_LIB[name][2]
+                    except (ImportError, KeyError):
+                        c = 1
+                    entry = SymbolicFunction(sym.funs[j][i], sym.funs_sympy[j][i], c,
+                                             sym.funs_avoid_singularity[j][i])
+                mine.set_function(i, j, name, entry)
+
     @classmethod
     def from_pykan(cls, model, backend: str | None = None) -> "KAN":
-        """The same network as a pykan 0.2.8 ``MultKAN`` (addition nodes, no symbolic
-        edges); leaves the global random generators alone."""
+        """The same network as a pykan 0.2.8 ``MultKAN`` (addition and multiplication
+        nodes, symbolic edges: masks, affines, function names, ``symbolic_enabled``);
+        leaves the global random generators alone. A function name pykan_fast's library
+        lacks (pykan's ``add_symbolic``, 'anonymous') keeps pykan's callables."""
         width = _normalize_width(model.width)
-        if any(n_mult for _, n_mult in width):
-            raise NotImplementedError("model: multiplication nodes are not supported yet")
-        for l, sym in enumerate(getattr(model, "symbolic_fun", [])):
-            if bool((sym.mask != 0).any()):
-                raise NotImplementedError(
-                    f"model: layer {l} has symbolic edges (fix_symbolic); not supported yet")
         layers = list(model.act_fun)
         coef = layers[0].coef
         with _rng_preserved():
@@ -340,6 +622,9 @@ class KAN(nn.Module):
         for l, layer in enumerate(layers):
             out.act_fun[l] = KANLayer.from_pykan(layer, backend=backend)
         out._copy_affines_from(model)
+        for l, sym in enumerate(getattr(model, "symbolic_fun", [])):
+            out._copy_symbolic_from_pykan(l, sym)
+        out.symbolic_enabled = bool(getattr(model, "symbolic_enabled", True))
         input_id = getattr(model, "input_id", None)
         if input_id is not None and not torch.equal(
                 input_id.long().cpu(), torch.arange(out.width_in[0])):

@@ -1,0 +1,196 @@
+"""``plot``: pykan 0.2.8's ``MultKAN.plot`` diagram of a :class:`pykan_fast.KAN`.
+
+Nodes as black circles, one small panel per edge with its learned function drawn over the
+sorted values its input took on ``cache_data``, lines input -> panel -> subnode, subnode
+-> node (a multiplication node collects its ``arity`` subnodes), the same layout and
+sizes as pykan's. Each edge's transparency is ``tanh(beta * score)`` (``metric``:
+attribution ``edge_scores``, or the activation scales); black: spline only, red: symbolic
+only, purple: both, invisible: masked out.
+
+pykan renders every edge to a 400-dpi PNG file and pastes the images; here each panel is
+an inset axes of one matplotlib ``Figure`` (no pyplot state, no files but the one asked
+for). matplotlib is imported only here (the ``plot`` extra).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+from .prune import activation_scales, attribution_scores, edge_activations, node_arities
+
+__all__ = ["plot"]
+
+_METRICS = ("backward", "forward_n", "forward_u")
+
+
+def _edge_style(model, l: int, i: int, j: int) -> tuple[str, float]:
+    """pykan's colour and visibility of edge (l, i, j) from its numerical and symbolic masks."""
+    numeric = float(model.act_fun[l].mask[i, j]) > 0
+    symbolic_fun = getattr(model, "symbolic_fun", None)
+    symbolic = symbolic_fun is not None and float(symbolic_fun[l].mask[j, i]) > 0
+    if symbolic:
+        return ("purple" if numeric else "red"), 1.0
+    return ("black", 1.0) if numeric else ("white", 0.0)
+
+
+def _label(value) -> str:
+    """A variable name: a string as it is, a sympy expression as LaTeX (pykan)."""
+    if isinstance(value, str):
+        return value
+    from sympy import latex
+
+    return f"${latex(value)}$"
+
+
+def _sample_positions(n: int, max_points: int) -> torch.Tensor:
+    """Indices of at most ``max_points`` of ``n`` sorted samples, first and last included."""
+    if n <= max_points:
+        return torch.arange(n)
+    return torch.linspace(0, n - 1, max_points).round().long()
+
+
+@torch.no_grad()
+def plot(model, folder=None, beta: float = 3, metric: str = "backward", scale: float = 0.5,
+         tick: bool = False, sample: bool = False, in_vars=None, out_vars=None, title=None,
+         varscale: float = 1.0, path=None, max_points: int = 1000, max_elements: int = 1 << 20):
+    """Draw ``model`` as pykan's ``MultKAN.plot`` does; return the matplotlib ``Figure``.
+
+    ``metric``: ``"backward"`` (attribution ``edge_scores``), ``"forward_n"`` (each edge's
+    std over ``cache_data`` divided by its input's std + 0.1) or ``"forward_u"`` (the std
+    alone); edge alpha = ``tanh(beta * score)``. ``scale``: figure size factor;
+    ``tick``: each panel's input/output range as ticks; ``sample``: the samples as dots;
+    ``in_vars``/``out_vars``: input/output names (strings or sympy expressions);
+    ``title``; ``varscale``: the names' font size factor. Each panel draws at most
+    ``max_points`` of the sorted input samples.
+
+    Saves a PNG to ``path`` if given, else to ``folder/kan.png`` if ``folder`` is given
+    (created if missing). Each edge's line segments and curve carry the ``gid``
+    ``"edge_{l}_{i}_{j}"`` and its alpha (``artist.get_alpha()``).
+    """
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as error:
+        raise ImportError("plot needs matplotlib: pip install pykan-fast[plot]") from error
+    if metric not in _METRICS:
+        raise ValueError(f"metric: expected one of {list(_METRICS)}, got {metric!r}")
+    if not beta > 0:
+        raise ValueError(f"beta: expected a positive number, got {beta!r}")
+    if isinstance(max_points, bool) or not isinstance(max_points, int) or max_points < 2:
+        raise ValueError(f"max_points: expected an int >= 2, got {max_points!r}")
+    if model.cache_data is None:
+        raise ValueError("model: it has seen no data yet; run it on inputs (or fit) first")
+    for name, names, n in (("in_vars", in_vars, model.width_in[0]),
+                           ("out_vars", out_vars, model.width_in[-1])):
+        if names is not None and len(names) != n:
+            raise ValueError(f"{name}: expected {n} names, got {len(names)}")
+
+    scales = activation_scales(model, max_elements)
+    if metric == "backward":
+        scores = attribution_scores(model, scales=scales)["edge_scores"]
+    elif metric == "forward_n":
+        scores = scales["acts_scale"]
+    else:
+        scores = scales["edge_actscale"]
+    alpha = [np.tanh(beta * s.detach().cpu().double().numpy()) for s in scores]  # [out, in]
+    acts = scales["acts"]
+
+    width = np.array(model.width)
+    width_in, width_out = np.array(model.width_in), np.array(model.width_out)
+    y0, z0 = 0.3, 0.1  # heights: node -> subnode, subnode -> next node
+    neuron_depth = len(width)
+    min_spacing = 1 / np.maximum(np.max(width_out), 5)
+    max_num_weights = np.max(width_in[:-1] * width_out[1:])
+    y1 = 0.4 / np.maximum(max_num_weights, 5)  # half-size of an edge panel
+    y2 = 0.15 / np.maximum(np.max(width_out), 5)  # size of the sum/product symbols
+    step = y0 + z0
+
+    fig = Figure(figsize=(10 * scale, 10 * scale * (neuron_depth - 1) * step))
+    ax = fig.add_subplot()
+    ax.set_xlim(0, 1)
+    ax.set_ylim(-0.1 * step, (neuron_depth - 1 + 0.1) * step)
+    ax.axis("off")
+    lw = 2 * scale
+    points_per_unit = 72 * fig.get_figheight() / ((neuron_depth - 0.8) * step)  # vertical
+
+    for l in range(neuron_depth):
+        n = width_in[l]
+        ax.scatter(1 / (2 * n) + np.arange(n) / n, np.full(n, l * step),
+                   s=min_spacing ** 2 * 10000 * scale ** 2, color="black")
+        if l == neuron_depth - 1:
+            break
+        n_next = width_out[l + 1]
+        N = n * n_next
+        for i in range(n):
+            xs = torch.sort(acts[l][:, i])[0]
+            xs = xs[_sample_positions(xs.shape[0], max_points).to(xs.device)]
+            curves = edge_activations(model, l, i, xs).cpu().numpy()
+            xs = xs.cpu().numpy()
+            for j in range(n_next):
+                color, visible = _edge_style(model, l, i, j)
+                a = float(alpha[l][j, i]) * visible
+                gid = f"edge_{l}_{i}_{j}"
+                center = 1 / (2 * N) + (i * n_next + j) / N
+                ax.plot([1 / (2 * n) + i / n, center], [l * step, l * step + y0 / 2 - y1],
+                        color=color, lw=lw, alpha=a, gid=gid)
+                ax.plot([center, 1 / (2 * n_next) + j / n_next],
+                        [l * step + y0 / 2 + y1, l * step + y0], color=color, lw=lw, alpha=a, gid=gid)
+                panel = ax.inset_axes([center - y1, l * step + y0 / 2 - y1, 2 * y1, 2 * y1],
+                                      transform=ax.transData)
+                panel.plot(xs, curves[:, j], color=color, lw=5 * scale, alpha=a, gid=gid)
+                if sample:
+                    panel.scatter(xs, curves[:, j], color=color, s=400 * scale ** 2 * y1, alpha=a)
+                if tick:
+                    lo, hi = float(xs[0]), float(xs[-1])
+                    ylo, yhi = float(curves[:, j].min()), float(curves[:, j].max())
+                    panel.set_xticks([lo, hi], ["%2.f" % lo, "%2.f" % hi], fontsize=6 * scale)
+                    panel.set_yticks([ylo, yhi], ["%2.f" % ylo, "%2.f" % yhi], fontsize=6 * scale)
+                else:
+                    panel.set_xticks([])
+                    panel.set_yticks([])
+                panel.patch.set_alpha(0.0)
+                for spine in panel.spines.values():
+                    spine.set_color(color)
+                    spine.set_alpha(a)
+                    spine.set_linewidth(1.5 * scale)
+        # subnodes -> nodes; a multiplication node gathers its consecutive subnodes
+        n_add = width[l + 1][0]
+        targets = list(range(n_add)) + [n_add + m for m, a in enumerate(node_arities(model, l + 1))
+                                        for _ in range(a)]
+        n_nodes = width_in[l + 1]
+        for s_id, node in enumerate(targets):
+            ax.plot([1 / (2 * n_next) + s_id / n_next, 1 / (2 * n_nodes) + node / n_nodes],
+                    [l * step + y0, (l + 1) * step], color="black", lw=lw)
+        # pykan's circled + and x symbols, about 2 * y2 data units across
+        symbol = dict(fontsize=0.6 * 2 * y2 * points_per_unit, ha="center", va="center",
+                      bbox=dict(boxstyle="circle,pad=0.15", fc="white", ec="black", lw=lw))
+        for s_id in range(n_next):
+            ax.text(1 / (2 * n_next) + s_id / n_next, l * step + y0, "+", gid=f"sum_{l + 1}_{s_id}",
+                    **symbol)
+        for m in range(width[l + 1][1]):
+            node = n_add + m
+            ax.text(1 / (2 * n_nodes) + node / n_nodes, (l + 1) * step, "×",
+                    gid=f"mult_{l + 1}_{node}", **symbol)
+
+    if in_vars is not None:
+        n = width_in[0]
+        for i, name in enumerate(in_vars):
+            ax.text(1 / (2 * n) + i / n, -0.1, _label(name), fontsize=40 * scale * varscale,
+                    ha="center", va="center")
+    if out_vars is not None:
+        n = width_in[-1]
+        for i, name in enumerate(out_vars):
+            ax.text(1 / (2 * n) + i / n, step * (neuron_depth - 1) + 0.15, _label(name),
+                    fontsize=40 * scale * varscale, ha="center", va="center")
+    if title is not None:
+        ax.text(0.5, step * (neuron_depth - 1) + 0.3, title, fontsize=40 * scale,
+                ha="center", va="center")
+
+    if path is None and folder is not None:
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, "kan.png")
+    if path is not None:
+        fig.savefig(path, bbox_inches="tight", dpi=200)
+    return fig
