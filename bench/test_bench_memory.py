@@ -56,7 +56,9 @@ def test_peak_memory(shape, provider):
             pytest.skip(f"{provider} is not installed")
         raise AssertionError(done.stderr[-2000:])
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    budget = 2 * (result["params"] + result["io"])
+    # Plus 64 KiB: the resident set moves in 4 KiB pages and malloc arenas keep small
+    # blocks (autograd nodes, op dispatch), which only matters at the smoke shape.
+    budget = 2 * (result["params"] + result["io"]) + 64 * 1024
     print(f"\n{shape_id(shape)} {provider}: peak extra {result['extra'] / 2**20:.1f} MiB, "
           f"2x(x, y, grads, params) = {budget / 2**20:.1f} MiB")
     if provider == "pykan_fast":
