@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from . import backends
-from .autograd import kan_forward
+from .autograd import kan_layer_op
 from .checks import check_layer_args
 from .reference import kan_layer_reference, resolve_base_fun
 
@@ -79,8 +79,8 @@ def _dispatch(name, x, grid, coef, scale_base, scale_sp, mask, k, base_fun, base
 
     spline_weight, base_weight = fold_weights(coef, scale_base, scale_sp, mask)
     fused_code = _FUSED_BASE.get(base_fun) if isinstance(base_fun, str) else None
-    y = kan_forward(x.contiguous(), grid.contiguous(), spline_weight, base_weight, k,
-                    fused_code or 0, name)
+    y = kan_layer_op(x.contiguous(), grid.contiguous(), spline_weight, base_weight, k,
+                     fused_code or 0, name)
     if fused_code is None:
         # Any other base function runs in torch as one [B, in] x [in, out] product; for
         # 'zero' (x * 0) only non-finite x can contribute (NaN), as in pykan (a compiled

@@ -190,8 +190,12 @@ def kan_case():
 
 
 @pytest.fixture
-def restore_threads():
-    """Restores torch's intra-op thread count after a test that changes it."""
+def restore_threads(monkeypatch):
+    """Restores torch's intra-op thread count after a test that changes it; the CPU
+    kernels use every thread whatever the problem size (no serial cut-off for small work)."""
+    from pykan_fast.backends import cpu
+
+    monkeypatch.setattr(cpu, "SERIAL_WORK", 0)
     before = torch.get_num_threads()
     yield before
     torch.set_num_threads(before)

@@ -229,6 +229,28 @@ def test_layer_forward_wrong_input_count_names_x():
         layer(torch.zeros(4, 4))
 
 
+@pytest.mark.parametrize("write", ["in_place", "through_data", "assigned"])
+@pytest.mark.parametrize("value", [math.nan, 5.0], ids=["nan", "unsorted"])
+def test_grid_broken_after_a_valid_call_is_still_rejected(write, value):
+    """check_grid skips grids it has seen unchanged; every way of changing one is caught
+    (in-place writes bump the version, .data writes do not but the kernels check the knots
+    too, assignment is a new tensor)."""
+    layer = pf.KANLayer(2, 3)
+    x = torch.rand(4, 2)
+    layer(x)
+    if write == "in_place":
+        with torch.no_grad():
+            layer.grid[0, 3] = value
+    elif write == "through_data":
+        layer.grid.data[0, 3] = value
+    else:
+        grid = layer.grid.detach().clone()
+        grid[0, 3] = value
+        layer.grid = torch.nn.Parameter(grid, requires_grad=False)
+    with pytest.raises(ValueError, match="grid"):
+        layer(x)
+
+
 # ---- the raw compiled entry points ---------------------------------------------------
 
 

@@ -315,6 +315,17 @@ def test_repeated_runs_bitwise_equal(kan_case, restore_threads, batch, in_dim, o
             assert torch.equal(again[name], first[name]), name
 
 
+def test_small_problems_run_on_one_thread(restore_threads, monkeypatch):
+    """Below SERIAL_WORK multiply-adds the kernels take one thread, above it all of them."""
+    from pykan_fast.backends import cpu
+
+    monkeypatch.setattr(cpu, "SERIAL_WORK", 1 << 17)
+    torch.set_num_threads(2)
+    weight = torch.zeros(8, 8, 8)
+    assert cpu._threads(torch.zeros(100, 8), weight, 3) == 1
+    assert cpu._threads(torch.zeros(1000, 8), weight, 3) == 2
+
+
 # ---- backend selection ---------------------------------------------------------------
 
 

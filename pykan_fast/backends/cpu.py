@@ -12,6 +12,20 @@ def compute_dtype(dtype: torch.dtype) -> torch.dtype:
     return dtype if dtype in (torch.float32, torch.float64) else torch.float32
 
 
+# Below this much work (samples x inputs x outputs x (k+1) multiply-adds) one thread runs
+# the kernel: an OpenMP fork/join costs tens of microseconds on an idle machine and far
+# more when another process holds a core, more than the work itself. Results stay
+# deterministic for a given shape and thread setting.
+SERIAL_WORK = 1 << 17
+
+
+def _threads(x: torch.Tensor, spline_weight: torch.Tensor, k: int) -> int:
+    threads = torch.get_num_threads()
+    if threads > 1 and x.shape[0] * x.shape[1] * spline_weight.shape[2] * (k + 1) < SERIAL_WORK:
+        return 1
+    return threads
+
+
 def _view(t: torch.Tensor):
     return t.detach().numpy()
 
@@ -29,7 +43,7 @@ def forward(x, grid, spline_weight, base_weight, k: int, base: int) -> torch.Ten
     y = torch.empty(x.shape[0], spline_weight.shape[2], dtype=x.dtype)
     base_values = _view(torch.nn.functional.silu(x.detach())) if base == 1 else None
     C.forward(_view(x), _view(grid), _view(spline_weight), _view(base_weight), _view(y),
-              k, base, torch.get_num_threads(), base_values)
+              k, base, _threads(x, spline_weight, k), base_values)
     return y
 
 
@@ -46,7 +60,7 @@ def backward(x, grid, spline_weight, base_weight, grad_y, k: int, base: int,
                None if grad_x is None else _view(grad_x),
                None if grad_sw is None else _view(grad_sw),
                None if grad_bw is None else _view(grad_bw),
-               k, base, torch.get_num_threads(), values, grads)
+               k, base, _threads(x, spline_weight, k), values, grads)
     return grad_x, grad_sw, grad_bw
 
 
@@ -55,7 +69,7 @@ def spline_derivative(x, grid, spline_weight, row_scale, k: int, order: int) -> 
     y = torch.empty(x.shape[0], spline_weight.shape[2], dtype=x.dtype)
     C.spline_derivative_forward(_view(x), _view(grid), _view(spline_weight),
                                 None if row_scale is None else _view(row_scale), _view(y),
-                                k, order, torch.get_num_threads())
+                                k, order, _threads(x, spline_weight, k))
     return y
 
 
@@ -70,5 +84,5 @@ def spline_derivative_backward(x, grid, spline_weight, row_scale, grad_y, k: int
         _view(x), _view(grid), _view(spline_weight),
         None if row_scale is None else _view(row_scale), _view(grad_y),
         None if t0 is None else _view(t0), None if t1 is None else _view(t1),
-        None if grad_sw is None else _view(grad_sw), k, order, torch.get_num_threads())
+        None if grad_sw is None else _view(grad_sw), k, order, _threads(x, spline_weight, k))
     return t0, t1, grad_sw
