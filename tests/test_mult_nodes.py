@@ -159,7 +159,10 @@ def test_mult_arity_is_copied_and_validated():
 
 def test_fit_recovers_product():
     """f(x, y) = x*y with one multiplication node: two near-linear edges into the product
-    node and one into the output; L-BFGS gets the test RMSE far below the label scale."""
+    node and one into the output; L-BFGS gets the test RMSE far below the label scale;
+    then auto_symbolic over x, x^2 and a few steps on the affines give a formula equal to
+    x*y (to 1e-6 on random points)."""
+    sympy = pytest.importorskip("sympy")
     dataset = pf.create_dataset(lambda x: x[:, [0]] * x[:, [1]], n_var=2, train_num=500,
                                 test_num=500, dtype=torch.float64)
     model = pf.KAN([2, [0, 1], 1], grid=5, k=3, seed=1, dtype=torch.float64)
@@ -168,3 +171,13 @@ def test_fit_recovers_product():
     with torch.no_grad():
         rmse = torch.sqrt(torch.mean((model(dataset["test_input"]) - dataset["test_label"]) ** 2))
     assert rmse.item() < 1e-3
+
+    model(dataset["train_input"][:300])  # auto_symbolic fits on the last forward's inputs
+    model.auto_symbolic(lib=["x", "x^2"], verbose=0)
+    model.fit(dataset, steps=10, update_grid=False, progress=False)
+    (formula,), (x1, x2) = model.symbolic_formula()
+    fn = sympy.lambdify([x1, x2], formula, "numpy")
+    x = _inputs(1000, 2, seed=5)
+    got = fn(x[:, 0].numpy(), x[:, 1].numpy())
+    assert abs(got - (x[:, 0] * x[:, 1]).numpy()).max() < 1e-6
+    assert sympy.expand(formula).coeff(x1 * x2) == pytest.approx(1.0, abs=1e-6)

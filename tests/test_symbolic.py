@@ -556,6 +556,21 @@ def test_from_pykan_with_symbolic_edges(multkan, float64_default):
         assert _max_rel(ours(xt), theirs(xt)) <= 1e-10
 
 
+def test_from_pykan_with_symbolic_edges_and_multiplication_nodes(multkan, float64_default):
+    theirs = multkan([2, [2, 1], 1], grid=4, seed=3, mult_arity=2, symbolic_enabled=True)
+    x = _inputs(150, 2, seed=4, low=-1.2, high=1.2)
+    theirs(x)
+    theirs.fix_symbolic(0, 1, 2, "sin", fit_params_bool=False, verbose=False, log_history=False)
+    theirs.symbolic_fun[0].affine.data[2, 1] = torch.tensor([1.5, 0.2, 0.8, -0.1])
+    theirs.fix_symbolic(1, 1, 0, "x^2", fit_params_bool=False, verbose=False, log_history=False)
+    ours = pf.KAN.from_pykan(theirs)
+    assert ours.mult_arity == theirs.mult_arity
+    xt = _inputs(60, 2, seed=5, low=-1.2, high=1.2)
+    with torch.no_grad():
+        assert _max_rel(ours(xt), theirs(xt)) <= 1e-10
+    assert [s.funs_name for s in ours.symbolic_fun] == [s.funs_name for s in theirs.symbolic_fun]
+
+
 def test_from_pykan_keeps_unknown_functions_and_switch(multkan, float64_default):
     theirs = multkan([1, 1], grid=3, seed=0, symbolic_enabled=False)
     theirs.fix_symbolic(0, 0, 0, torch.sinh, fit_params_bool=False, verbose=False, log_history=False)
