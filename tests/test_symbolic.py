@@ -126,7 +126,7 @@ def test_sympy_forms_agree_with_torch_forms():
         assert np.allclose(values, entry.fun(x).numpy(), rtol=1e-12, atol=1e-12), name
 
 
-def test_library_imports_and_runs_without_importing_sympy():
+def test_library_imports_and_runs_without_importing_sympy(tmp_path):
     """sympy (the 'symbolic' extra) loads only with a sympy form or the formula. (torch
     itself needs sympy and loads it on the first custom-op call, so the check runs the
     library's torch side only.)"""
@@ -140,7 +140,10 @@ def test_library_imports_and_runs_without_importing_sympy():
         "assert 'sympy' not in sys.modules\n"
         "s.SYMBOLIC_LIB['sin'].fun_sympy(1.0)\n"
         "assert 'sympy' in sys.modules; print('ok')\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    # From outside the source tree: `python -c` puts the working folder first on sys.path,
+    # where pykan_fast/ (without its compiled extension) would shadow the installed copy.
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
 
