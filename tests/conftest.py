@@ -230,3 +230,23 @@ def multkan(monkeypatch, tmp_path):
         return module.MultKAN(width=list(width), **kwargs)
 
     return build
+
+
+@pytest.fixture
+def backward_kernel_calls(monkeypatch):
+    """Counts the CPU backend's backward kernels as the test runs: ``{"fused": n,
+    "derivative": m}`` (the first-order ``backward`` and ``spline_derivative_backward``)."""
+    from pykan_fast.backends import cpu
+
+    calls = {"fused": 0, "derivative": 0}
+
+    def count(name, fn):
+        def wrapped(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(cpu, "backward", count("fused", cpu.backward))
+    monkeypatch.setattr(cpu, "spline_derivative_backward",
+                        count("derivative", cpu.spline_derivative_backward))
+    return calls
