@@ -1,17 +1,22 @@
 """Shared fixtures for the kernel, bad-input, layer and pykan-parity tests.
 
 pytest runs with ``--import-mode=importlib``, so test modules cannot import each other or
-this file: the helpers are handed out through the ``kan_case`` fixture (a namespace of
-plain functions) and a few small fixtures.
+this file: the kernel helpers are handed out through the ``kan_case`` fixture (a namespace
+of plain functions) and a few small fixtures; the model-level test files import
+``kan_helpers`` (this folder is put on sys.path below).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import types
+from pathlib import Path
 
 import pytest
 import torch
+
+sys.path.insert(0, str(Path(__file__).parent))  # for `import kan_helpers`
 
 # Without CUDA the Triton kernels run under the interpreter. TRITON_INTERPRET is read when
 # ``@triton.jit`` decorates, so it is set before any test (or torch.compile's inductor)

@@ -15,6 +15,8 @@ from pykan_fast.fit import edge_std, regularization
 from pykan_fast.lbfgs import LBFGS
 from pykan_fast.reference import coef2curve
 
+from kan_helpers import inputs as _inputs, max_rel as _max_rel
+
 
 @pytest.fixture(autouse=True)
 def _one_thread(restore_threads):
@@ -22,17 +24,6 @@ def _one_thread(restore_threads):
     call were measured up to 100x slower (20 ms vs 0.12 ms a call; the grid-extension
     test took 47 s instead of 7 s). The kernels' threading is tested elsewhere."""
     torch.set_num_threads(1)
-
-
-def _inputs(batch, n, seed, low=-1.0, high=1.0, dtype=torch.float64):
-    g = torch.Generator().manual_seed(seed)
-    return (low + (high - low) * torch.rand(batch, n, generator=g, dtype=torch.float64)).to(dtype)
-
-
-def _max_rel(a, b):
-    a, b = a.detach(), b.detach()
-    scale = b.abs().max().item()
-    return (a - b).abs().max().item() / (scale if scale > 0 else 1.0)
 
 
 def _dense_edge_std(layer, x):

@@ -12,19 +12,10 @@ import torch
 
 import pykan_fast as pf
 
+from kan_helpers import inputs as _inputs, max_rel as _max_rel
+
 LAYER_PARAMS = ("grid", "coef", "scale_base", "scale_sp", "mask")
 AFFINES = ("node_bias", "node_scale", "subnode_bias", "subnode_scale")
-
-
-def _inputs(batch, n, seed, low=-1.0, high=1.0):
-    g = torch.Generator().manual_seed(seed)
-    return low + (high - low) * torch.rand(batch, n, generator=g, dtype=torch.float64)
-
-
-def _max_rel(a, b):
-    a, b = a.detach(), b.detach()
-    scale = b.abs().max().item()
-    return (a - b).abs().max().item() / (scale if scale > 0 else 1.0)
 
 
 def _assert_same_layers(ours, theirs, coef_rtol=1e-12):

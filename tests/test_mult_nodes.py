@@ -10,6 +10,8 @@ import torch
 
 import pykan_fast as pf
 
+from kan_helpers import inputs as _inputs, max_rel as _max_rel
+
 AFFINES = ("node_bias", "node_scale", "subnode_bias", "subnode_scale")
 LAYER_PARAMS = ("grid", "coef", "scale_base", "scale_sp", "mask")
 
@@ -23,17 +25,6 @@ CASES = [
     ([3, [2, 2], [1, 1]], [[], [3, 2], [2]]),
 ]
 IDS = ["0+1x2", "mixed-ar2", "mixed-ar3", "mixed-per-node", "mult-output"]
-
-
-def _inputs(batch, n, seed, low=-1.0, high=1.0):
-    g = torch.Generator().manual_seed(seed)
-    return low + (high - low) * torch.rand(batch, n, generator=g, dtype=torch.float64)
-
-
-def _max_rel(a, b):
-    a, b = a.detach(), b.detach()
-    scale = b.abs().max().item()
-    return (a - b).abs().max().item() / (scale if scale > 0 else 1.0)
 
 
 def _randomize_affines(model, seed):

@@ -15,6 +15,8 @@ import torch
 import pykan_fast as pf
 from pykan_fast.prune import activation_scales, attribution_scores
 
+from kan_helpers import inputs as _inputs, max_rel as _max_rel
+
 LAYER_PARAMS = ("grid", "coef", "scale_base", "scale_sp", "mask")
 AFFINES = ("node_bias", "node_scale", "subnode_bias", "subnode_scale")
 SCORES = ("node_scores", "edge_scores", "subnode_scores",
@@ -29,17 +31,6 @@ CASES = [
     ([3, [3, 2], [1, 1], 1], [[], [2, 3], [2], []]),
 ]
 IDS = ["add-only", "mixed-ar2", "mixed-ar3", "mixed-per-node"]
-
-
-def _inputs(batch, n, seed, low=-1.0, high=1.0):
-    g = torch.Generator().manual_seed(seed)
-    return low + (high - low) * torch.rand(batch, n, generator=g, dtype=torch.float64)
-
-
-def _max_rel(a, b):
-    a, b = a.detach().double(), b.detach().double()
-    scale = b.abs().max().item()
-    return (a - b).abs().max().item() / (scale if scale > 0 else 1.0)
 
 
 def _weaken(model, edges_from):

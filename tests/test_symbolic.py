@@ -19,6 +19,8 @@ from pykan_fast.grid import curve2coef
 from pykan_fast.symbolic import (SYMBOLIC_LIB, SymbolicKANLayer, add_symbolic, fit_params,
                                  symbolic_formula)
 
+from kan_helpers import inputs as _inputs, max_rel as _max_rel
+
 sympy = pytest.importorskip("sympy")
 
 PYKAN_NAMES = ["x", "x^2", "x^3", "x^4", "x^5", "1/x", "1/x^2", "1/x^3", "1/x^4", "1/x^5",
@@ -48,17 +50,6 @@ def clean_library():
 @pytest.fixture
 def pykan_utils():
     return pytest.importorskip("kan.utils", reason="pykan (pip install pykan-fast[compat]) is needed")
-
-
-def _inputs(batch, n, seed, low=-1.0, high=1.0):
-    g = torch.Generator().manual_seed(seed)
-    return low + (high - low) * torch.rand(batch, n, generator=g, dtype=torch.float64)
-
-
-def _max_rel(a, b):
-    a, b = a.detach(), b.detach()
-    scale = b.abs().max().item()
-    return (a - b).abs().max().item() / (scale if scale > 0 else 1.0)
 
 
 def _evaluate(formula, variables, x: torch.Tensor) -> np.ndarray:
