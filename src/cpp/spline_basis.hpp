@@ -76,6 +76,30 @@ inline void zero_repeated_knot_bases(const T* inv_w, int p, T* N) {
   }
 }
 
+// One step of the value recursion at x in span s: N[0..p-1] holds the order p-1 bases
+// B_{p-1, s-p+1+r}(x) on entry, N[0..p] the order p ones on exit.  left/right[1..p-1] come
+// from the earlier steps; this one sets left/right[p].
+template <typename T>
+inline void basis_order_step(T x, const T* t, int64_t n_knots, const T* inv_i, int64_t s,
+                             int k, int p, T* left, T* right, T* N) {
+  const int64_t row = n_knots + k;
+  // Knot indices are clamped: out-of-range ones only feed bases that do not exist.
+  const int64_t lo = s + 1 - p < 0 ? 0 : s + 1 - p;
+  const int64_t hi = s + p > n_knots - 1 ? n_knots - 1 : s + p;
+  left[p] = x - t[lo];
+  right[p] = t[hi] - x;
+  // 1/(t[j'+p] - t[j']) for j' = s+1-p+r, the denominator of step r.
+  const T* inv_p = inv_i + (p - 1) * row + (s + 1 - p) + k;
+  T saved = T(0);
+  for (int r = 0; r < p; ++r) {
+    const T temp = N[r] * inv_p[r];
+    N[r] = saved + right[r + 1] * temp;
+    saved = left[p - r] * temp;
+  }
+  N[p] = saved;
+  zero_repeated_knot_bases(inv_i + (p - 1) * row + (s - p) + k, p, N);
+}
+
 // Bases of order k at x in span s: N[r] = B_{k, s-k+r}(x), r = 0..k (The NURBS Book,
 // A2.2, with the reciprocals from the table).  With dN, also dN[r] = dB_{k, s-k+r}/dx.
 // Entries for bases outside 0..n_basis-1 are meaningless and must be ignored.
@@ -88,24 +112,10 @@ inline void local_basis(T x, const T* t, int64_t n_knots, const T* inv_i, int64_
   T lower[kMaxOrder + 1];  // order k-1 bases, for the derivative
   N[0] = T(1);
   for (int p = 1; p <= k; ++p) {
-    // Knot indices are clamped: out-of-range ones only feed bases that do not exist.
-    const int64_t lo = s + 1 - p < 0 ? 0 : s + 1 - p;
-    const int64_t hi = s + p > n_knots - 1 ? n_knots - 1 : s + p;
-    left[p] = x - t[lo];
-    right[p] = t[hi] - x;
     if (p == k && dN) {
       for (int r = 0; r < k; ++r) lower[r] = N[r];
     }
-    // 1/(t[j'+p] - t[j']) for j' = s+1-p+r, the denominator of step r.
-    const T* inv_p = inv_i + (p - 1) * row + (s + 1 - p) + k;
-    T saved = T(0);
-    for (int r = 0; r < p; ++r) {
-      const T temp = N[r] * inv_p[r];
-      N[r] = saved + right[r + 1] * temp;
-      saved = left[p - r] * temp;
-    }
-    N[p] = saved;
-    zero_repeated_knot_bases(inv_i + (p - 1) * row + (s - p) + k, p, N);
+    basis_order_step(x, t, n_knots, inv_i, s, k, p, left, right, N);
   }
   if (dN) {
     // dB_{k,j} = k (B_{k-1,j} / (t_{j+k} - t_j) - B_{k-1,j+1} / (t_{j+k+1} - t_{j+1})),
@@ -136,21 +146,7 @@ inline void local_basis_derivative(T x, const T* t, int64_t n_knots, const T* in
   const int64_t row = n_knots + k;
   T left[kMaxOrder + 1], right[kMaxOrder + 1];
   D[0] = T(1);
-  for (int p = 1; p <= k - d; ++p) {
-    const int64_t lo = s + 1 - p < 0 ? 0 : s + 1 - p;
-    const int64_t hi = s + p > n_knots - 1 ? n_knots - 1 : s + p;
-    left[p] = x - t[lo];
-    right[p] = t[hi] - x;
-    const T* inv_p = inv_i + (p - 1) * row + (s + 1 - p) + k;
-    T saved = T(0);
-    for (int r = 0; r < p; ++r) {
-      const T temp = D[r] * inv_p[r];
-      D[r] = saved + right[r + 1] * temp;
-      saved = left[p - r] * temp;
-    }
-    D[p] = saved;
-    zero_repeated_knot_bases(inv_i + (p - 1) * row + (s - p) + k, p, D);
-  }
+  for (int p = 1; p <= k - d; ++p) basis_order_step(x, t, n_knots, inv_i, s, k, p, left, right, D);
   for (int p = k - d + 1; p <= k; ++p) {
     // inv_p[r] = 1/(t[j+p] - t[j]) for j = s-p+r; D[r-1] holds B_{p-1,j} on entry.
     const T* inv_p = inv_i + (p - 1) * row + (s - p) + k;
