@@ -44,6 +44,10 @@ SHAPES = [
     _shape(64, 2, 3, 1000, 3, "large-G"),
     _shape(40, 1, 2, 1000, 1, "large-G"),
     _shape(4100, 3, 2, 5, 3, "batch-chunks"),
+    # Span search: knots counted in SIMD lanes up to 64 of them, binary search beyond;
+    # out 9 is under one vector of float32 outputs and over one of float64.
+    _shape(130, 2, 9, 100, 3, "binary-search"),
+    _shape(130, 3, 17, 20, 2, "wide-out"),
     _shape(10, 2, 3, 4, 7, "runtime-k"),
     _shape(10, 2, 2, 3, 15, "max-k"),
     _shape(5, 0, 3, 5, 3, "no-inputs"),
@@ -96,14 +100,20 @@ def test_last_knot_gives_base_only(kan_case, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_grid_with_repeated_knot(kan_case, dtype):
+@pytest.mark.parametrize("num,out_dim", [(6, 3), (6, 20), (100, 3), (600, 20)],
+                         ids=["counted-span-narrow", "counted-span-wide", "binary-search",
+                              "gathered-knots"])
+def test_grid_with_repeated_knot(kan_case, dtype, num, out_dim):
     """A double interior knot (pykan's update_grid_from_samples makes them with
-    grid_eps=0 on data with repeated values): pykan's bases, as the reference computes."""
-    case = kan_case.make_case(60, 2, 3, 6, 3, dtype, "uniform", seed=12)
+    grid_eps=0 on data with repeated values): pykan's bases, as the reference computes,
+    on each of the kernels' knot paths (see tile_basis), with samples around the knot."""
+    case = kan_case.make_case(80, 2, out_dim, num, 3, dtype, "uniform", seed=12)
     grid = case["grid"].clone()
     grid[0, 5] = grid[0, 6]
     case["grid"] = grid
-    _compare(kan_case, case, 3, dtype, grad_of=("coef", "scale_sp"))
+    x = case["x"].clone()
+    x[:40, 0] = torch.linspace(float(grid[0, 2]), float(grid[0, 10]), 40, dtype=dtype)
+    _compare(kan_case, case, 3, dtype, x=x, grad_of=("coef", "scale_sp"))
 
 
 _NONFINITE_BASES = [

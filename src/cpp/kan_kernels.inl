@@ -48,164 +48,6 @@ struct KnotData {
   KnotData& operator=(const KnotData&) = delete;
 };
 
-// ---- bases of a tile of samples for one input, vectorised across the samples --------
-
-constexpr int kTile = 512;  // most samples per tile (TileBasis capacity)
-
-// Structure of arrays: N[r][b] = B_{k, span[b]-k+r}(x[b]); span -1 means outside the grid
-// (all bases zero, N meaningless).
-template <typename T>
-struct TileBasis {
-  T x[kTile];
-  T u[kTile];  // (x - t[span]) / h, for uniform knots
-  int64_t span[kTile];
-  T N[kMaxOrder + 1][kTile];
-  T dN[kMaxOrder + 1][kTile];
-  const T* base_values;  // this tile's column of the caller's base(x), or null
-  const T* base_grads;   // and of base'(x); stride: the problem's `in`
-  int64_t base_stride;
-};
-
-// base(x) and base'(x) of sample b: the caller's precomputed values when given (torch's
-// vectorised SiLU), else SiLU computed here.
-template <typename T>
-inline void base_and_grad(const TileBasis<T>& tb, int b, T* value, T* grad) {
-  if (tb.base_values) {
-    *value = tb.base_values[b * tb.base_stride];
-    *grad = tb.base_grads[b * tb.base_stride];
-  } else {
-    silu_and_grad(tb.x[b], value, grad);
-  }
-}
-
-// Fills span, N (and dN) for x[0..n).  Spans are searched per sample against the real
-// knots; the recursion then runs across samples in SIMD lanes: with uniform knots on
-// (x - t_s)/h alone, otherwise on gathered knots and reciprocals.
-template <typename T, int K, bool kDeriv>
-inline void tile_basis(TileBasis<T>& tb, int n, const T* t, int64_t nk, const T* inv_i,
-                       T inv_h, T exact_inv_h, bool repeated) {
-  for (int b = 0; b < n; ++b) {
-    const int64_t s = find_span(tb.x[b], t, nk, inv_h);
-    tb.span[b] = s;
-    tb.u[b] = s >= 0 ? (tb.x[b] - t[s]) * exact_inv_h : T(0);
-  }
-  if (exact_inv_h > T(0)) {
-#pragma omp simd
-    for (int b = 0; b < n; ++b) {
-      const T u = tb.u[b];
-      T Nl[K + 1], lower[K + 1];
-      Nl[0] = T(1);
-      for (int p = 1; p <= K; ++p) {
-        if (p == K)
-          for (int r = 0; r < K; ++r) lower[r] = Nl[r];
-        // Uniform knots: left[j] = (u + j - 1) h, right[j] = (j - u) h, sums p h.
-        const T ip = T(1) / T(p);
-        T saved = T(0);
-        for (int r = 0; r < p; ++r) {
-          const T temp = Nl[r] * ip;
-          Nl[r] = saved + (T(r + 1) - u) * temp;
-          saved = (u + T(p - r - 1)) * temp;
-        }
-        Nl[p] = saved;
-      }
-      for (int r = 0; r <= K; ++r) tb.N[r][b] = Nl[r];
-      if (kDeriv) {
-        for (int r = 0; r <= K; ++r) {
-          const T d = (r >= 1 ? lower[r - 1] : T(0)) - (r < K ? lower[r] : T(0));
-          tb.dN[r][b] = d * exact_inv_h;
-        }
-      }
-    }
-    return;
-  }
-  const int64_t row = nk + K;
-#pragma omp simd
-  for (int b = 0; b < n; ++b) {
-    const T x = tb.x[b];
-    const int64_t s = tb.span[b] >= 0 ? tb.span[b] : K;  // lanes outside: any valid span
-    T Nl[K + 1], lower[K + 1];
-    Nl[0] = T(1);
-    for (int p = 1; p <= K; ++p) {
-      if (p == K)
-        for (int r = 0; r < K; ++r) lower[r] = Nl[r];
-      const T* inv_p = inv_i + (p - 1) * row + (s + 1 - p) + K;
-      T saved = T(0);
-      for (int r = 0; r < p; ++r) {
-        // left[p-r] and right[r+1] of the general recursion, knot indices clamped.
-        const int64_t li = s + 1 - (p - r) < 0 ? 0 : s + 1 - (p - r);
-        const int64_t ri = s + r + 1 > nk - 1 ? nk - 1 : s + r + 1;
-        const T temp = Nl[r] * inv_p[r];
-        Nl[r] = saved + (t[ri] - x) * temp;
-        saved = (x - t[li]) * temp;
-      }
-      Nl[p] = saved;
-      // pykan zeroes a basis one of whose denominators is a repeated knot
-      // (zero_repeated_knot_bases); inv_w[r] is the reciprocal at j = s-p+r. Only for
-      // inputs that have one: vectorised, this loop re-read the scalars just stored to
-      // Nl with one wide load, a store-forwarding stall that cost a third of the time.
-      // (The zero reciprocals at the knot vector's ends only reach bases that do not
-      // exist, and those feed no existing basis.)
-      if (repeated) {
-        const T* inv_w = inv_p - 1;
-        for (int r = 0; r <= p; ++r) {
-          const bool zero = inv_w[r] == T(0) || inv_w[r + 1] == T(0);
-          Nl[r] = zero ? T(0) : Nl[r];
-        }
-      }
-    }
-    for (int r = 0; r <= K; ++r) tb.N[r][b] = Nl[r];
-    if (kDeriv) {
-      const T* inv_k = inv_i + (K - 1) * row + (s - K) + K;
-      for (int r = 0; r <= K; ++r) {
-        T d = T(0);
-        if (r >= 1) d += lower[r - 1] * inv_k[r];
-        if (r < K) d -= lower[r] * inv_k[r + 1];
-        const bool zeroed = repeated && (inv_k[r] == T(0) || inv_k[r + 1] == T(0));  // value zeroed too
-        tb.dN[r][b] = zeroed ? T(0) : T(K) * d;
-      }
-    }
-  }
-}
-
-// Runtime order (K == 0): the scalar recursion per sample.
-template <typename T, bool kDeriv>
-inline void tile_basis_runtime(TileBasis<T>& tb, int n, const T* t, int64_t nk,
-                               const T* inv_i, T inv_h, int k) {
-  T N[kMaxOrder + 1], dN[kMaxOrder + 1];
-  for (int b = 0; b < n; ++b) {
-    const int64_t s = find_span(tb.x[b], t, nk, inv_h);
-    tb.span[b] = s;
-    if (s < 0) continue;
-    local_basis<T, 0>(tb.x[b], t, nk, inv_i, s, k, N, kDeriv ? dN : static_cast<T*>(nullptr));
-    for (int r = 0; r <= k; ++r) {
-      tb.N[r][b] = N[r];
-      if (kDeriv) tb.dN[r][b] = dN[r];
-    }
-  }
-}
-
-template <typename T, int K, bool kDeriv>
-inline void tile_bases_for_input(const KanProblem<T>& p, const KnotData<T>& knots,
-                                 TileBasis<T>& tb, int64_t b0, int n, int64_t i) {
-  for (int b = 0; b < n; ++b) tb.x[b] = p.x[(b0 + b) * p.in + i];
-  tb.base_values = p.base_values ? p.base_values + b0 * p.in + i : nullptr;
-  tb.base_grads = p.base_grads ? p.base_grads + b0 * p.in + i : nullptr;
-  tb.base_stride = p.in;
-  const T* t = p.grid + i * p.n_knots;
-  if constexpr (K > 0)
-    tile_basis<T, K, kDeriv>(tb, n, t, p.n_knots, knots.table.input(i), knots.inv_h[i],
-                             knots.exact_inv_h[i], knots.repeated[i] != 0);
-  else
-    tile_basis_runtime<T, kDeriv>(tb, n, t, p.n_knots, knots.table.input(i), knots.inv_h[i],
-                                  p.k);
-}
-
-template <typename T>
-inline void axpy(T* y, T a, const T* w, int64_t n) {
-#pragma omp simd
-  for (int64_t o = 0; o < n; ++o) y[o] += a * w[o];
-}
-
 // 64-byte vectors (GCC vector extensions): one zmm with AVX-512, two ymm with AVX2, four
 // xmm in the baseline build.  Explicit vectors keep the hot loops from being scalarised.
 typedef float f32v __attribute__((vector_size(64)));
@@ -249,6 +91,301 @@ inline void vstore(T* p, typename Vec<T>::V v) {
 template <typename T>
 inline typename Vec<T>::V vbroadcast(T s) {
   return typename Vec<T>::V{} + s;
+}
+
+// ---- bases of a tile of samples for one input, vectorised across the samples --------
+
+constexpr int kTile = 512;  // most samples per tile (TileBasis capacity)
+
+// Samples of a tile ordered by knot span (counting sort), so that equal spans are
+// adjacent; tiles over many knots keep their order (grouping would rarely pay).
+constexpr int64_t kMaxSortedKnots = 512;
+
+inline int sort_by_span(const int64_t* span, int n, int64_t n_knots, int* order, int* count) {
+  if (n_knots > kMaxSortedKnots) {
+    for (int b = 0; b < n; ++b) order[b] = b;
+    return n;
+  }
+  const int keys = static_cast<int>(n_knots);  // span + 1 in [0, n_knots - 1]
+  for (int c = 0; c <= keys; ++c) count[c] = 0;
+  for (int b = 0; b < n; ++b) ++count[span[b] + 1 + 1];
+  for (int c = 1; c <= keys; ++c) count[c] += count[c - 1];
+  for (int b = 0; b < n; ++b) order[count[span[b] + 1]++] = b;
+  return n;
+}
+
+
+// Structure of arrays.  span[b]: the knot span of sample b (-1 outside the grid: all bases
+// zero, N meaningless).  Compile-time orders (tile_basis) list the samples by span,
+// order[q] being the q-th, and store their bases in that order: N[r][q] =
+// B_{k, span[b]-k+r}(x[b]) for b = order[q].  The runtime order (tile_basis_runtime)
+// stores N[r][b] in sample order and sets no order.
+template <typename T>
+struct TileBasis {
+  T x[kTile];
+  T u[kTile];  // (x - t[span]) / h, for uniform knots
+  int64_t span[kTile];
+  int order[kTile];
+  int count[kMaxSortedKnots + 2];  // sort_by_span's scratch
+  T N[kMaxOrder + 1][kTile];
+  T dN[kMaxOrder + 1][kTile];
+  const T* base_values;  // this tile's column of the caller's base(x), or null
+  const T* base_grads;   // and of base'(x); stride: the problem's `in`
+  int64_t base_stride;
+};
+
+// base(x) and base'(x) of sample b: the caller's precomputed values when given (torch's
+// vectorised SiLU), else SiLU computed here.
+template <typename T>
+inline void base_and_grad(const TileBasis<T>& tb, int b, T* value, T* grad) {
+  if (tb.base_values) {
+    *value = tb.base_values[b * tb.base_stride];
+    *grad = tb.base_grads[b * tb.base_stride];
+  } else {
+    silu_and_grad(tb.x[b], value, grad);
+  }
+}
+
+// Order-K bases (and derivatives) at x in span s by the recursion, N[r] = B_{K,s-K+r}(x)
+// (dN[r] its derivative); V is T or a vector of T (one sample per lane, same span).
+// knot(m) = t[clamp(s - K + 1 + m)] for m = 0..2K-1 (left knots m < K, right knots m >= K),
+// inv(p, r) = 1/(t[j+p] - t[j]) for j = s+1-p+r; keep(p, r) false zeroes basis r after
+// step p (pykan's repeated-knot rule, see zero_repeated_knot_bases).
+template <typename V, int K, bool kDeriv, typename Knot, typename Inv, typename Keep>
+__attribute__((always_inline)) inline void recursion_at(V x, Knot knot, Inv inv, Keep keep,
+                                                        V* N, V* dN) {
+  V lower[K + 1];
+  N[0] = V{} + 1;
+  for (int p = 1; p <= K; ++p) {
+    if (p == K)
+      for (int r = 0; r < K; ++r) lower[r] = N[r];
+    V saved = V{};
+    for (int r = 0; r < p; ++r) {
+      const V temp = N[r] * inv(p, r);
+      N[r] = saved + (knot(K + r) - x) * temp;
+      saved = (x - knot(K - p + r)) * temp;
+    }
+    N[p] = saved;
+    for (int r = 0; r <= p; ++r)
+      if (!keep(p, r)) N[r] = V{};
+  }
+  if (kDeriv) {
+    // dB_{K,j} = K (B_{K-1,j} / (t_{j+K} - t_j) - B_{K-1,j+1} / (t_{j+K+1} - t_{j+1})),
+    // j = s-K+r; inv(K, r-1) is the first reciprocal, inv(K, r) the second.
+    for (int r = 0; r <= K; ++r) {
+      V d = V{};
+      if (r >= 1) d += lower[r - 1] * inv(K, r - 1);
+      if (r < K) d -= lower[r] * inv(K, r);
+      dN[r] = keep(K, r) ? d * K : V{};  // zeroed where the value is
+    }
+  }
+}
+
+// The recursion for the m <= L samples order[q..q+m) of one span, one per vector lane
+// (unused lanes run on x = pad), stored to columns q..q+m of N and dN.
+template <typename T, int K, bool kDeriv, typename Knot, typename Inv, typename Keep>
+inline void recursion_block(TileBasis<T>& tb, int q, int m, T pad, Knot knot, Inv inv,
+                            Keep keep) {
+  using V = typename Vec<T>::V;
+  constexpr int L = Vec<T>::L;
+  V x = vbroadcast(pad);
+  for (int l = 0; l < m; ++l) x[l] = tb.x[tb.order[q + l]];
+  V N[K + 1], dN[K + 1];
+  recursion_at<V, K, kDeriv>(x, knot, inv, keep, N, dN);
+  if (m == L) {
+    for (int r = 0; r <= K; ++r) {
+      vstore(&tb.N[r][q], N[r]);
+      if (kDeriv) vstore(&tb.dN[r][q], dN[r]);
+    }
+    return;
+  }
+  for (int r = 0; r <= K; ++r)
+    for (int l = 0; l < m; ++l) {
+      tb.N[r][q + l] = N[r][l];
+      if (kDeriv) tb.dN[r][q + l] = dN[r][l];
+    }
+}
+
+// Knot vectors up to this long are searched by counting, in SIMD lanes, the knots <= x;
+// longer ones by find_span's binary search (a chain of dependent loads per sample).
+constexpr int64_t kCountedKnots = 64;
+
+// span[b] for x[0..n): find_span's result (the last knot <= x below the final one, -1
+// outside [t[0], t[nk-1]) or at NaN).
+template <typename T>
+inline void tile_spans(TileBasis<T>& tb, int n, const T* t, int64_t nk, T inv_h) {
+  if (inv_h > T(0) || nk > kCountedKnots) {
+    for (int b = 0; b < n; ++b) tb.span[b] = find_span(tb.x[b], t, nk, inv_h);
+    return;
+  }
+  using V = typename Vec<T>::V;
+  constexpr int L = Vec<T>::L;
+  const T lo = t[0], hi = t[nk - 1];
+  // Four vectors of samples at a time: four independent sums per knot.
+  int b = 0;
+  for (; b + 4 * L <= n; b += 4 * L) {
+    V x[4], count[4];
+    for (int v = 0; v < 4; ++v) {
+      x[v] = vload(tb.x + b + v * L);
+      count[v] = V{};
+    }
+    for (int64_t j = 1; j < nk - 1; ++j) {
+      const T tj = t[j];
+      for (int v = 0; v < 4; ++v) count[v] += x[v] >= tj ? V{} + 1 : V{};  // sorted: a prefix
+    }
+    for (int v = 0; v < 4; ++v)
+      for (int l = 0; l < L; ++l) {
+        const T xl = x[v][l];
+        tb.span[b + v * L + l] = xl >= lo && xl < hi ? static_cast<int64_t>(count[v][l]) : -1;
+      }
+  }
+  for (; b < n; ++b) tb.span[b] = find_span(tb.x[b], t, nk, inv_h);
+}
+
+// Fills span and order for x[0..n) and N (and dN) in span order (see TileBasis).  Spans
+// are searched per sample against the real knots; the recursion then runs across samples
+// in SIMD lanes: with uniform knots on (x - t_s)/h alone; otherwise one run of equal
+// spans at a time, whose knots and reciprocals are the same scalars in every lane (a
+// per-lane gather of each of them cost half the time); past kMaxSortedKnots knots (runs
+// too short to pay) on gathered knots.
+template <typename T, int K, bool kDeriv>
+inline void tile_basis(TileBasis<T>& tb, int n, const T* t, int64_t nk, const T* inv_i,
+                       T inv_h, T exact_inv_h, bool repeated) {
+  tile_spans(tb, n, t, nk, inv_h);
+  sort_by_span(tb.span, n, nk, tb.order, tb.count);
+  const int64_t row = nk + K;
+  if (exact_inv_h > T(0)) {
+    for (int b = 0; b < n; ++b)
+      tb.u[b] = tb.span[b] >= 0 ? (tb.x[b] - t[tb.span[b]]) * exact_inv_h : T(0);
+#pragma omp simd
+    for (int q = 0; q < n; ++q) {
+      const T u = tb.u[tb.order[q]];
+      T Nl[K + 1], lower[K + 1];
+      Nl[0] = T(1);
+      for (int p = 1; p <= K; ++p) {
+        if (p == K)
+          for (int r = 0; r < K; ++r) lower[r] = Nl[r];
+        // Uniform knots: left[j] = (u + j - 1) h, right[j] = (j - u) h, sums p h.
+        const T ip = T(1) / T(p);
+        T saved = T(0);
+        for (int r = 0; r < p; ++r) {
+          const T temp = Nl[r] * ip;
+          Nl[r] = saved + (T(r + 1) - u) * temp;
+          saved = (u + T(p - r - 1)) * temp;
+        }
+        Nl[p] = saved;
+      }
+      for (int r = 0; r <= K; ++r) tb.N[r][q] = Nl[r];
+      if (kDeriv) {
+        for (int r = 0; r <= K; ++r) {
+          const T d = (r >= 1 ? lower[r - 1] : T(0)) - (r < K ? lower[r] : T(0));
+          tb.dN[r][q] = d * exact_inv_h;
+        }
+      }
+    }
+    return;
+  }
+  // inv(p, r) for span s: the table row of order p from j = s+1-p (the entries of
+  // bases that do not exist are zeros that only reach such bases).  keep(p, r): neither
+  // 1/(t[j+p]-t[j]) nor 1/(t[j+p+1]-t[j+1]) at j = s-p+r is a repeated-knot zero; the
+  // zeros at the knot vector's ends only reach bases that do not exist.
+  if (nk <= kMaxSortedKnots) {
+    int at = 0;
+    while (at < n) {
+      const int64_t s = tb.span[tb.order[at]];
+      int run = 1;
+      while (at + run < n && tb.span[tb.order[at + run]] == s) ++run;
+      if (s >= 0) {
+        T knots[2 * K], invs[K + 1][K];
+        bool keeps[K + 1][K + 2];
+        for (int m = 0; m < 2 * K; ++m) {
+          int64_t j = s - K + 1 + m;
+          j = j < 0 ? 0 : j > nk - 1 ? nk - 1 : j;
+          knots[m] = t[j];
+        }
+        for (int p = 1; p <= K; ++p) {
+          const T* inv_p = inv_i + (p - 1) * row + (s + 1 - p) + K;
+          for (int r = 0; r < p; ++r) invs[p][r] = inv_p[r];
+          for (int r = 0; r <= p; ++r)
+            keeps[p][r] = !repeated || (inv_p[r - 1] != T(0) && inv_p[r] != T(0));
+        }
+        const auto knot = [&](int m) { return knots[m]; };
+        const auto inv = [&](int p, int r) { return invs[p][r]; };
+        const T pad = knots[K - 1];  // t[s]: inside the span
+        for (int q = 0; q < run; q += Vec<T>::L) {
+          const int m = run - q < Vec<T>::L ? run - q : Vec<T>::L;
+          if (repeated)
+            recursion_block<T, K, kDeriv>(tb, at + q, m, pad, knot, inv,
+                                          [&](int p, int r) { return keeps[p][r]; });
+          else
+            recursion_block<T, K, kDeriv>(tb, at + q, m, pad, knot, inv,
+                                          [](int, int) { return true; });
+        }
+      }
+      at += run;
+    }
+    return;
+  }
+  for (int q = 0; q < n; ++q) {  // order is the identity here
+    const T x = tb.x[q];
+    const int64_t s = tb.span[q] >= 0 ? tb.span[q] : K;  // outside: any valid span
+    T N[K + 1], dN[K + 1];
+    recursion_at<T, K, kDeriv>(
+        x,
+        [&](int m) {
+          int64_t j = s - K + 1 + m;
+          return t[j < 0 ? 0 : j > nk - 1 ? nk - 1 : j];
+        },
+        [&](int p, int r) { return inv_i[(p - 1) * row + (s + 1 - p) + K + r]; },
+        [&](int p, int r) {
+          const T* inv_p = inv_i + (p - 1) * row + (s + 1 - p) + K;
+          return !repeated || (inv_p[r - 1] != T(0) && inv_p[r] != T(0));
+        },
+        N, dN);
+    for (int r = 0; r <= K; ++r) {
+      tb.N[r][q] = N[r];
+      if (kDeriv) tb.dN[r][q] = dN[r];
+    }
+  }
+}
+
+// Runtime order (K == 0): the scalar recursion per sample.
+template <typename T, bool kDeriv>
+inline void tile_basis_runtime(TileBasis<T>& tb, int n, const T* t, int64_t nk,
+                               const T* inv_i, T inv_h, int k) {
+  T N[kMaxOrder + 1], dN[kMaxOrder + 1];
+  for (int b = 0; b < n; ++b) {
+    const int64_t s = find_span(tb.x[b], t, nk, inv_h);
+    tb.span[b] = s;
+    if (s < 0) continue;
+    local_basis<T, 0>(tb.x[b], t, nk, inv_i, s, k, N, kDeriv ? dN : static_cast<T*>(nullptr));
+    for (int r = 0; r <= k; ++r) {
+      tb.N[r][b] = N[r];
+      if (kDeriv) tb.dN[r][b] = dN[r];
+    }
+  }
+}
+
+template <typename T, int K, bool kDeriv>
+inline void tile_bases_for_input(const KanProblem<T>& p, const KnotData<T>& knots,
+                                 TileBasis<T>& tb, int64_t b0, int n, int64_t i) {
+  for (int b = 0; b < n; ++b) tb.x[b] = p.x[(b0 + b) * p.in + i];
+  tb.base_values = p.base_values ? p.base_values + b0 * p.in + i : nullptr;
+  tb.base_grads = p.base_grads ? p.base_grads + b0 * p.in + i : nullptr;
+  tb.base_stride = p.in;
+  const T* t = p.grid + i * p.n_knots;
+  if constexpr (K > 0)
+    tile_basis<T, K, kDeriv>(tb, n, t, p.n_knots, knots.table.input(i), knots.inv_h[i],
+                             knots.exact_inv_h[i], knots.repeated[i] != 0);
+  else
+    tile_basis_runtime<T, kDeriv>(tb, n, t, p.n_knots, knots.table.input(i), knots.inv_h[i],
+                                  p.k);
+}
+
+template <typename T>
+inline void axpy(T* y, T a, const T* w, int64_t n) {
+#pragma omp simd
+  for (int64_t o = 0; o < n; ++o) y[o] += a * w[o];
 }
 
 // yr[o] += sum_r coef[r] * row[r][o] for o in [o0, o1): the yr values are held in
@@ -408,33 +545,17 @@ inline void group_rows(const T* const* dyr, int64_t out, const T* const* w, T* c
   }
 }
 
-// Samples of a tile ordered by knot span (counting sort), so that equal spans are
-// adjacent; tiles over many knots keep their order (grouping would rarely pay).
-constexpr int64_t kMaxSortedKnots = 512;
-
-inline int sort_by_span(const int64_t* span, int n, int64_t n_knots, int* order, int* count) {
-  if (n_knots > kMaxSortedKnots) {
-    for (int b = 0; b < n; ++b) order[b] = b;
-    return n;
-  }
-  const int keys = static_cast<int>(n_knots);  // span + 1 in [0, n_knots - 1]
-  for (int c = 0; c <= keys; ++c) count[c] = 0;
-  for (int b = 0; b < n; ++b) ++count[span[b] + 1 + 1];
-  for (int c = 1; c <= keys; ++c) count[c] += count[c - 1];
-  for (int b = 0; b < n; ++b) order[count[span[b] + 1]++] = b;
-  return n;
-}
-
-// Scales of sample b (k+1 spline rows, then the base row): n = B_j(x) or base(x) for the
-// weight gradient, dn = dB_j/dx or base'(x) for grad_x.  Rows past the basis ends get 0.
+// Scales of sample b = order[q] (k+1 spline rows, then the base row): n = B_j(x) or
+// base(x) for the weight gradient, dn = dB_j/dx or base'(x) for grad_x.  Rows past the
+// basis ends get 0.
 template <typename T, int K, bool kSilu>
-inline void sample_scales(const TileBasis<T>& tb, int b, int k, int64_t nb, T* n, T* dn) {
+inline void sample_scales(const TileBasis<T>& tb, int q, int b, int k, int64_t nb, T* n, T* dn) {
   const int64_t s = tb.span[b];
   for (int r = 0; r <= k; ++r) {
     const int64_t j = s - k + r;
     const bool ok = j >= 0 && j < nb;
-    n[r] = ok ? tb.N[r][b] : T(0);
-    dn[r] = ok ? tb.dN[r][b] : T(0);
+    n[r] = ok ? tb.N[r][q] : T(0);
+    dn[r] = ok ? tb.dN[r][q] : T(0);
   }
   if (kSilu) base_and_grad(tb, b, &n[k + 1], &dn[k + 1]);
 }
@@ -443,14 +564,14 @@ inline void sample_scales(const TileBasis<T>& tb, int b, int k, int64_t nb, T* n
 template <typename T, int K, bool kSilu, bool kUpdate>
 void backward_tile_input(const KanProblem<T>& p, int64_t i, const TileBasis<T>& tb, int n,
                          const T* dy0, T* dx_col, T* gw_i, T* gb_i, const T* zero_row,
-                         T* scratch_row, int* order, int* count) {
+                         T* scratch_row) {
   constexpr int R = K + 1 + (kSilu ? 1 : 0);
   constexpr int kGroup = R <= 6 ? 4 : 3;  // M*R accumulators must fit the registers
   const int k = K;
   const int64_t out = p.out, nb = p.n_knots - k - 1;
   const T* wi = p.spline_weight + i * nb * out;
   const T* wb = p.base_weight + i * out;
-  sort_by_span(tb.span, n, p.n_knots, order, count);
+  const int* order = tb.order;
   int at = 0;
   while (at < n) {
     const int64_t s = tb.span[order[at]];
@@ -494,7 +615,7 @@ void backward_tile_input(const KanProblem<T>& p, int64_t i, const TileBasis<T>& 
       for (int g = 0; g < m; ++g) {
         const int b = order[at + q + g];
         dyr[g] = dy0 + b * out;
-        sample_scales<T, K, kSilu>(tb, b, k, nb, scale + g * R, dscale + g * R);
+        sample_scales<T, K, kSilu>(tb, at + q + g, b, k, nb, scale + g * R, dscale + g * R);
       }
       if (m == kGroup) group_rows<T, R, kGroup, kUpdate>(dyr, out, w, gw, scale, dots);
       else if (m == 2) group_rows<T, R, 2, kUpdate>(dyr, out, w, gw, scale, dots);
@@ -509,6 +630,53 @@ void backward_tile_input(const KanProblem<T>& p, int64_t i, const TileBasis<T>& 
       q += m;
     }
     at += run;
+  }
+}
+
+// Fewer outputs than one vector (e.g. a [2, 5, 1] KAN): the rows of a sample are a few
+// scalars each, so grouping samples by span (sort, runs, vector passes) costs more than it
+// saves; each sample takes its k+2 rows directly, in the same row order.
+template <typename T>
+inline bool narrow_out(int64_t out) { return out < Vec<T>::L; }
+
+template <typename T, int K, bool kSilu, bool kUpdate>
+void backward_tile_input_narrow(const KanProblem<T>& p, int64_t i, const TileBasis<T>& tb,
+                                int n, const T* dy0, T* dx_col, T* gw_i, T* gb_i) {
+  const int64_t out = p.out, nb = p.n_knots - K - 1;
+  const T* wi = p.spline_weight + i * nb * out;
+  const T* wb = p.base_weight + i * out;
+  for (int q = 0; q < n; ++q) {
+    const int b = tb.order[q];
+    const T* dyr = dy0 + b * out;
+    const int64_t s = tb.span[b];
+    T g = T(0);
+    if (s >= 0) {
+      for (int r = 0; r <= K; ++r) {
+        const int64_t j = s - K + r;
+        if (j < 0 || j >= nb) continue;  // no coefficient past the ends
+        const T* w = wi + j * out;
+        T dot = T(0);
+        for (int64_t o = 0; o < out; ++o) dot += dyr[o] * w[o];
+        g += tb.dN[r][q] * dot;
+        if (kUpdate && gw_i) {
+          T* gw = gw_i + j * out;
+          const T scale = tb.N[r][q];
+          for (int64_t o = 0; o < out; ++o) gw[o] += scale * dyr[o];
+        }
+      }
+    }
+    if (kSilu) {
+      T value, grad;
+      base_and_grad(tb, b, &value, &grad);
+      T dot = T(0);
+      for (int64_t o = 0; o < out; ++o) dot += dyr[o] * wb[o];
+      g += grad * dot;
+      if (kUpdate && gb_i)
+        for (int64_t o = 0; o < out; ++o) gb_i[o] += value * dyr[o];
+    }
+    // pykan's bases give NaN gradients at NaN or infinite x, whatever the base.
+    const T x = tb.x[b];
+    if (dx_col) dx_col[b * p.in] = x - x == T(0) ? g : x - x;
   }
 }
 
@@ -579,13 +747,13 @@ inline void group_axpy(T* const* y, int64_t out, const T* const* w, const T* c) 
 // Span-grouped forward over one input for a tile (compile-time order only).
 template <typename T, int K, bool kSilu>
 void forward_tile_input(const KanProblem<T>& p, int64_t i, const TileBasis<T>& tb, int n,
-                        T* y0, const T* zero_row, int* order, int* count) {
+                        T* y0, const T* zero_row) {
   constexpr int R = K + 1 + (kSilu ? 1 : 0);
   constexpr int kGroup = 4;
   const int64_t out = p.out, nb = p.n_knots - K - 1;
   const T* wi = p.spline_weight + i * nb * out;
   const T* wb = p.base_weight + i * out;
-  sort_by_span(tb.span, n, p.n_knots, order, count);
+  const int* order = tb.order;
   int at = 0;
   while (at < n) {
     const int64_t s = tb.span[order[at]];
@@ -619,7 +787,7 @@ void forward_tile_input(const KanProblem<T>& p, int64_t i, const TileBasis<T>& t
       for (int g = 0; g < m; ++g) {
         const int b = order[at + q + g];
         yr[g] = y0 + b * out;
-        for (int r = 0; r <= K; ++r) c[g * R + r] = ok[r] ? tb.N[r][b] : T(0);
+        for (int r = 0; r <= K; ++r) c[g * R + r] = ok[r] ? tb.N[r][at + q + g] : T(0);
         if (kSilu) c[g * R + K + 1] = p.base_values ? tb.base_values[b * tb.base_stride] : silu(tb.x[b]);
       }
       if (m == kGroup) group_axpy<T, R, kGroup>(yr, out, w, c);
@@ -643,8 +811,6 @@ void forward_grouped(const KanProblem<T>& p, T* y) {
 #pragma omp parallel num_threads(p.threads)
   {
     TileBasis<T>* tb = static_cast<TileBasis<T>*>(__builtin_malloc(sizeof(TileBasis<T>)));
-    int order[kTile];
-    int* count = static_cast<int*>(__builtin_malloc(sizeof(int) * (kMaxSortedKnots + 2)));
 #pragma omp for schedule(static)
     for (int64_t tile = 0; tile < n_tiles; ++tile) {
       const int64_t b0 = tile * tile_len;
@@ -652,11 +818,10 @@ void forward_grouped(const KanProblem<T>& p, T* y) {
       zero_array(y + b0 * out, n * out);
       for (int64_t i = 0; i < in; ++i) {
         tile_bases_for_input<T, K, false>(p, knots, *tb, b0, n, i);
-        forward_tile_input<T, K, kSilu>(p, i, *tb, n, y + b0 * out, zero_row, order, count);
+        forward_tile_input<T, K, kSilu>(p, i, *tb, n, y + b0 * out, zero_row);
       }
     }
     __builtin_free(tb);
-    __builtin_free(count);
   }
   __builtin_free(zero_row);
 }
@@ -698,12 +863,10 @@ void backward_k(const KanProblem<T>& p, const T* dy, T* dx, T* gw, T* gb) {
     zero_array(zero_row, out);
     zero_array(scratch_row, out);
     TileBasis<T>* tb = static_cast<TileBasis<T>*>(__builtin_malloc(sizeof(TileBasis<T>)));
-    int order[kTile];
     // Large tiles amortise reading each input's weight and gradient rows from L3 (53 KB
     // each at G=50).  2 threads, 4096x256x256, G=50: 91 ms with 64 samples, 68 with 256,
     // ~60 with 512; at G=5 the rows fit in cache and 256 is as fast (47 ms).
     const int64_t tile = nb > 16 ? 512 : 256;
-    int* count = static_cast<int*>(__builtin_malloc(sizeof(int) * (kMaxSortedKnots + 2)));
     // Visit the batch in tiles, and the thread's items inside each tile, so that a tile
     // of grad_y is reused from cache across inputs.
     for (int64_t c_first = lo; c_first < hi;) {
@@ -719,10 +882,14 @@ void backward_k(const KanProblem<T>& p, const T* dy, T* dx, T* gw, T* gb) {
           T* gb_i = gb_part ? gb_part + c * gb_size + i * out : nullptr;
           tile_bases_for_input<T, K, true>(p, knots, *tb, b0, n, i);
           T* dx_col = dx ? dx + b0 * in + i : nullptr;
-          if constexpr (K > 0)
-            backward_tile_input<T, K, kSilu, kUpdate>(p, i, *tb, n, dy + b0 * out, dx_col,
-                                                      gw_i, gb_i, zero_row, scratch_row,
-                                                      order, count);
+          if constexpr (K > 0) {
+            if (narrow_out<T>(out))
+              backward_tile_input_narrow<T, K, kSilu, kUpdate>(p, i, *tb, n, dy + b0 * out,
+                                                               dx_col, gw_i, gb_i);
+            else
+              backward_tile_input<T, K, kSilu, kUpdate>(p, i, *tb, n, dy + b0 * out, dx_col,
+                                                        gw_i, gb_i, zero_row, scratch_row);
+          }
           else
             backward_tile_input_runtime<T, kSilu, kUpdate>(p, i, *tb, n, dy + b0 * out, dx_col,
                                                            gw_i, gb_i, zero_row, scratch_row);
@@ -733,7 +900,6 @@ void backward_k(const KanProblem<T>& p, const T* dy, T* dx, T* gw, T* gb) {
     __builtin_free(zero_row);
     __builtin_free(scratch_row);
     __builtin_free(tb);
-    __builtin_free(count);
   }
 
   if (chunks > 1) {

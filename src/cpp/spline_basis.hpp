@@ -25,11 +25,14 @@ inline int64_t find_span(T x, const T* t, int64_t n_knots, T uniform_inv_h) {
     while (s < n_knots - 2 && x >= t[s + 1]) ++s;
     return s;
   }
-  // Binary search for the last knot <= x.
-  int64_t lo = 0, hi = n_knots - 1;  // t[lo] <= x < t[hi]
-  while (hi - lo > 1) {
-    const int64_t mid = lo + (hi - lo) / 2;
-    if (t[mid] <= x) lo = mid; else hi = mid;
+  // Binary search for the last knot <= x among t[0..n_knots-2], branch-free: the trip
+  // count depends on n_knots only and the step is a conditional move, so random x costs
+  // no mispredictions (which dominated small layers after a grid update).
+  int64_t lo = 0, len = n_knots - 1;
+  while (len > 1) {
+    const int64_t half = len / 2;
+    lo = t[lo + half] <= x ? lo + half : lo;
+    len -= half;
   }
   return lo;
 }
