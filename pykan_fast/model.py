@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import stack
 from .layer import KANLayer
 from .symbolic.layer import SymbolicKANLayer
 
@@ -264,6 +265,10 @@ class KAN(nn.Module):
             raise ValueError(f"x: expected {self.width_in[0]} input columns, got {x.shape[1]}")
         self.cache_data = x.detach()
         acts = [x.detach()]
+        if not keep_inputs and stack.supported(self, x):
+            x = stack.stack_forward(self, x, acts)
+            self.acts = acts
+            return x, None
         inputs = [x] if keep_inputs else None
         for l, layer in enumerate(self.act_fun):
             x = self._layer_out(l, x, singularity_avoiding, y_th)
