@@ -260,17 +260,19 @@ def fit(model, dataset: dict, opt: str = "LBFGS", steps: int = 100, log: int = 1
         history[metric.__name__] = []
 
     state = {}
+    no_reg = torch.zeros((), dtype=train_x.dtype)  # the reg history when lamb == 0
 
     def objective(x, y):
         pred, inputs = model._forward(x, keep_inputs=use_reg,
                                       singularity_avoiding=singularity_avoiding, y_th=y_th)
         train_loss = loss_fn(pred, y)
-        if use_reg:
-            reg = regularization(model, inputs, reg_metric, lamb_l1, lamb_entropy, lamb_coef,
-                                 lamb_coefdiff, max_elements)
-        else:
-            reg = torch.zeros((), dtype=train_loss.dtype)
-        state["train_loss"], state["reg"] = train_loss.detach(), reg.detach()
+        state["train_loss"] = train_loss.detach()
+        if not use_reg:
+            state["reg"] = no_reg
+            return train_loss
+        reg = regularization(model, inputs, reg_metric, lamb_l1, lamb_entropy, lamb_coef,
+                             lamb_coefdiff, max_elements)
+        state["reg"] = reg.detach()
         return train_loss + lamb * reg
 
     bar, steps_iter = _progress(steps, progress)
@@ -286,7 +288,8 @@ def fit(model, dataset: dict, opt: str = "LBFGS", steps: int = 100, log: int = 1
 
             if opt == "LBFGS":
                 def closure():
-                    optimizer.zero_grad()
+                    for p in params:  # optimizer.zero_grad() without its profiler scope
+                        p.grad = None
                     loss = objective(x, y)
                     loss.backward()
                     return loss

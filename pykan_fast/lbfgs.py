@@ -13,6 +13,8 @@ torch's global seed.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch.optim import Optimizer
 
@@ -28,7 +30,7 @@ def _cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None):
     d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
     d2_square = d1 ** 2 - g1 * g2
     if d2_square >= 0:
-        d2 = d2_square.sqrt()
+        d2 = math.sqrt(d2_square)
         if x1 <= x2:
             min_pos = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))
         else:
@@ -40,11 +42,11 @@ def _cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None):
 def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_change=1e-9,
                   max_ls=25):
     """Line search for a step satisfying the strong Wolfe conditions (minFunc's)."""
-    d_norm = d.abs().max()
+    d_norm = float(d.abs().max())
     g = g.clone(memory_format=torch.contiguous_format)
     f_new, g_new = obj_func(x, t, d)
     ls_func_evals = 1
-    gtd_new = g_new.dot(d)
+    gtd_new = float(g_new.dot(d))
 
     # Bracket an interval containing a point satisfying the Wolfe criteria.
     t_prev, f_prev, g_prev, gtd_prev = 0, f, g, gtd
@@ -75,7 +77,7 @@ def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_chang
         gtd_prev = gtd_new
         f_new, g_new = obj_func(x, t, d)
         ls_func_evals += 1
-        gtd_new = g_new.dot(d)
+        gtd_new = float(g_new.dot(d))
         ls_iter += 1
 
     if ls_iter == max_ls:
@@ -105,7 +107,7 @@ def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_chang
 
         f_new, g_new = obj_func(x, t, d)
         ls_func_evals += 1
-        gtd_new = g_new.dot(d)
+        gtd_new = float(g_new.dot(d))
         ls_iter += 1
 
         if f_new > (f + c1 * t * gtd) or f_new >= bracket_f[low_pos]:
@@ -170,19 +172,19 @@ class LBFGS(Optimizer):
                 views.append(p.grad.view(-1))
         return torch.cat(views, 0)
 
+    def _flat_views(self) -> list[torch.Tensor]:
+        """1-D views of the parameters, made at each step: a grid update between steps
+        replaces a parameter's storage (``.data =``)."""
+        return [p.view(-1) for p in self._params]
+
     def _add_grad(self, step_size, update) -> None:
-        offset = 0
-        for p in self._params:
-            numel = p.numel()
-            p.add_(update[offset:offset + numel].view_as(p), alpha=step_size)
-            offset += numel
+        torch._foreach_add_(self._views, torch.split(update, self._sizes), alpha=step_size)
 
     def _clone_param(self):
-        return [p.clone(memory_format=torch.contiguous_format) for p in self._params]
+        return torch.cat(self._views)
 
     def _set_param(self, params_data) -> None:
-        for p, pdata in zip(self._params, params_data):
-            p.copy_(pdata)
+        torch._foreach_copy_(self._views, torch.split(params_data, self._sizes))
 
     def _directional_evaluate(self, closure, x, t, d):
         self._add_grad(t, d)
@@ -201,6 +203,8 @@ class LBFGS(Optimizer):
         tolerance_ys, history_size = group["tolerance_ys"], group["history_size"]
         line_search_fn = group["line_search_fn"]
 
+        self._views = self._flat_views()
+        self._sizes = [v.numel() for v in self._views]
         state = self.state[self._params[0]]
         state.setdefault("func_evals", 0)
         state.setdefault("n_iter", 0)
@@ -231,7 +235,7 @@ class LBFGS(Optimizer):
             else:
                 y = flat_grad.sub(prev_flat_grad)
                 s = d.mul(t)
-                ys = y.dot(s)
+                ys = float(y.dot(s))
                 if ys > tolerance_ys:
                     if len(old_dirs) == history_size:
                         old_dirs.pop(0)
@@ -240,18 +244,18 @@ class LBFGS(Optimizer):
                     old_dirs.append(y)
                     old_stps.append(s)
                     ro.append(1.0 / ys)
-                    H_diag = ys / y.dot(y)
+                    H_diag = ys / float(y.dot(y))
                 num_old = len(old_dirs)
                 if "al" not in state:
                     state["al"] = [None] * history_size
                 al = state["al"]
                 q = flat_grad.neg()
                 for i in range(num_old - 1, -1, -1):
-                    al[i] = old_stps[i].dot(q) * ro[i]
+                    al[i] = float(old_stps[i].dot(q)) * ro[i]
                     q.add_(old_dirs[i], alpha=-al[i])
                 d = r = torch.mul(q, H_diag)
                 for i in range(num_old):
-                    be_i = old_dirs[i].dot(r) * ro[i]
+                    be_i = float(old_dirs[i].dot(r)) * ro[i]
                     r.add_(old_stps[i], alpha=al[i] - be_i)
 
             if prev_flat_grad is None:
@@ -262,10 +266,10 @@ class LBFGS(Optimizer):
 
             # Step length.
             if state["n_iter"] == 1:
-                t = min(1.0, 1.0 / flat_grad.abs().sum()) * lr
+                t = min(1.0, 1.0 / float(flat_grad.abs().sum())) * lr
             else:
                 t = lr
-            gtd = flat_grad.dot(d)
+            gtd = float(flat_grad.dot(d))
             if gtd > -tolerance_change:
                 break
 

@@ -17,6 +17,7 @@ gradients are themselves differentiable.
 from __future__ import annotations
 
 import torch
+from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 
 from . import backends
 from .checks import check_layer_args
@@ -27,6 +28,9 @@ __all__ = ["supported", "stack_forward"]
 
 # Per layer, in this order: the trained tensors the function takes as inputs.
 _PER_LAYER = 8  # coef, scale_base, scale_sp, subnode_scale, subnode_bias, node_scale, node_bias, symbolic affine
+# Per layer, saved for the backward: input, spline and base weights, kernel output, output of
+# the subnode affine, SiLU of the input.
+_SAVED = 6
 
 
 def supported(model, x: torch.Tensor) -> bool:
@@ -35,7 +39,7 @@ def supported(model, x: torch.Tensor) -> bool:
         return False
     if torch.compiler.is_compiling() or torch.is_autocast_enabled("cpu"):
         return False
-    if torch.nn.modules.module._global_forward_hooks or torch.nn.modules.module._global_forward_pre_hooks:
+    if _global_forward_hooks or _global_forward_pre_hooks:
         return False
     for l, layer in enumerate(model.act_fun):
         if model.width[l + 1][1] or layer.base_fun != "silu" or type(layer).forward is not KANLayer.forward:
@@ -49,21 +53,30 @@ def supported(model, x: torch.Tensor) -> bool:
     return True
 
 
-def _layer_params(model, l: int) -> tuple:
-    layer = model.act_fun[l]
-    return (layer.coef, layer.scale_base, layer.scale_sp, model.subnode_scale[l],
-            model.subnode_bias[l], model.node_scale[l], model.node_bias[l],
-            model.symbolic_fun[l].affine)
+def _stack_params(model) -> list:
+    """Every layer's trained tensors, in _PER_LAYER order. Read from the modules'
+    parameter registries: nn.Module attribute lookups cost microseconds each, a
+    noticeable share of a small model's evaluation."""
+    modules = model._modules
+    affines = [modules[name]._parameters for name in
+               ("subnode_scale", "subnode_bias", "node_scale", "node_bias")]
+    symbolic = modules["symbolic_fun"]._modules
+    params = []
+    for l, layer in enumerate(modules["act_fun"]._modules.values()):
+        own, key = layer._parameters, str(l)
+        params += (own["coef"], own["scale_base"], own["scale_sp"], affines[0][key],
+                   affines[1][key], affines[2][key], affines[3][key],
+                   symbolic[key]._parameters["affine"])
+    return params
 
 
 def stack_forward(model, x: torch.Tensor, acts: list) -> torch.Tensor:
     """The model's output on ``x`` (its input columns already selected); appends each
     layer's output, detached, to ``acts`` and records the layers' ``cache_data``."""
-    first = model.act_fun[0]
-    check_layer_args(x, first.grid, first.coef, first.scale_base, first.scale_sp, first.mask,
-                     first.k)  # later layers' inputs are checked as they are computed
     layers = [(layer.grid, layer.mask, layer.k) for layer in model.act_fun]
-    params = [t for l in range(model.depth) for t in _layer_params(model, l)]
+    params = _stack_params(model)
+    grid, mask, k = layers[0]
+    check_layer_args(x, grid, params[0], params[1], params[2], mask, k)  # later layers: as computed
     return _KanStack.apply(x, model, layers, acts, *params)
 
 
@@ -86,10 +99,11 @@ class _KanStack(torch.autograd.Function):
             model.act_fun[l].cache_data = h.detach()
             spline_weight, base_weight = fold_weights(coef, scale_base, scale_sp, mask)
             h_in = h.contiguous()
-            z = cpu.forward(h_in, grid.contiguous(), spline_weight, base_weight, k, 1)
+            base_values = cpu.silu(h_in)  # kept for the backward
+            z = cpu.forward(h_in, grid.contiguous(), spline_weight, base_weight, k, 1, base_values)
             u = _affine(z, sub_s, sub_b)
             h = _affine(u, node_s, node_b)
-            saved += [h_in, spline_weight, base_weight, z, u]
+            saved += [h_in, spline_weight, base_weight, z, u, base_values]
             acts.append(h.detach())
         ctx.model, ctx.layers = model, layers
         ctx.save_for_backward(x, *params, *saved)
@@ -112,7 +126,7 @@ class _KanStack(torch.autograd.Function):
         for l in range(len(ctx.layers) - 1, -1, -1):
             grid, mask, k = ctx.layers[l]
             coef, scale_base, scale_sp, sub_s, sub_b, node_s, node_b, sym = params[l * _PER_LAYER:(l + 1) * _PER_LAYER]
-            h_in, spline_weight, base_weight, z, u = saved[l * 5:(l + 1) * 5]
+            h_in, spline_weight, base_weight, z, u, base_values = saved[l * _SAVED:(l + 1) * _SAVED]
             ng = need_params[l * _PER_LAYER:(l + 1) * _PER_LAYER]
             at = l * _PER_LAYER
             # h = node_s * u + node_b, u = sub_s * z + sub_b
@@ -131,7 +145,8 @@ class _KanStack(torch.autograd.Function):
             want_x = l > 0 or need_x
             want_spline = ng[0] or ng[2]
             gx, g_spline, g_base = cpu.backward(h_in, grid.contiguous(), spline_weight, base_weight,
-                                                g.contiguous(), k, 1, want_x, want_spline, ng[1])
+                                                g.contiguous(), k, 1, want_x, want_spline, ng[1],
+                                                base_values)
             if want_spline:
                 g_spline = g_spline.transpose(1, 2)  # [in, out, n_basis], as coef
                 if ng[0]:

@@ -48,6 +48,7 @@ SHAPES = [
     # out 9 is under one vector of float32 outputs and over one of float64.
     _shape(130, 2, 9, 100, 3, "binary-search"),
     _shape(130, 3, 17, 20, 2, "wide-out"),
+    _shape(300, 3, 1, 7, 2, "one-output"),
     _shape(10, 2, 3, 4, 7, "runtime-k"),
     _shape(10, 2, 2, 3, 15, "max-k"),
     _shape(5, 0, 3, 5, 3, "no-inputs"),

@@ -30,32 +30,43 @@ def _view(t: torch.Tensor):
     return t.detach().numpy()
 
 
-def _silu_and_grad(x: torch.Tensor):
-    """SiLU(x) and SiLU'(x) with torch's vectorised exp: the kernels read them instead
-    of calling a scalar exp per (sample, input) (a third of the backward's overhead)."""
-    with torch.no_grad():
-        sig = torch.sigmoid(x)
-        return torch.nn.functional.silu(x), sig * (1 + x * (1 - sig))
+def silu(x: torch.Tensor) -> torch.Tensor:
+    """SiLU(x) with torch's vectorised exp: the kernels read it instead of calling a scalar
+    exp per (sample, input) (a third of the backward's overhead)."""
+    return torch.nn.functional.silu(x.detach())
 
 
-def forward(x, grid, spline_weight, base_weight, k: int, base: int) -> torch.Tensor:
-    """y `[B, out]` of the fused layer; every tensor contiguous, of one float dtype."""
+def _silu_grad(x: torch.Tensor) -> torch.Tensor:
+    """SiLU'(x) in one vectorised op (aten's silu_backward with a unit gradient)."""
+    x = x.detach()
+    return torch.ops.aten.silu_backward(x.new_ones(()).expand_as(x), x)
+
+
+def forward(x, grid, spline_weight, base_weight, k: int, base: int,
+            base_values: torch.Tensor | None = None) -> torch.Tensor:
+    """y `[B, out]` of the fused layer; every tensor contiguous, of one float dtype.
+    ``base_values``: :func:`silu` of x when the caller has it already."""
     y = torch.empty(x.shape[0], spline_weight.shape[2], dtype=x.dtype)
-    base_values = _view(torch.nn.functional.silu(x.detach())) if base == 1 else None
+    if base == 1 and base_values is None:
+        base_values = silu(x)
     C.forward(_view(x), _view(grid), _view(spline_weight), _view(base_weight), _view(y),
-              k, base, _threads(x, spline_weight, k), base_values)
+              k, base, _threads(x, spline_weight, k),
+              None if base_values is None else _view(base_values))
     return y
 
 
 def backward(x, grid, spline_weight, base_weight, grad_y, k: int, base: int,
-             need_x: bool, need_spline: bool, need_base: bool):
-    """(grad_x, grad_spline_weight, grad_base_weight); None where not needed."""
+             need_x: bool, need_spline: bool, need_base: bool,
+             base_values: torch.Tensor | None = None):
+    """(grad_x, grad_spline_weight, grad_base_weight); None where not needed.
+    ``base_values``: :func:`silu` of x when the caller kept it from the forward."""
     grad_x = torch.empty_like(x) if need_x else None
     grad_sw = torch.empty_like(spline_weight) if need_spline else None
     grad_bw = torch.empty_like(base_weight) if need_base else None
     values = grads = None
     if base == 1:
-        values, grads = (_view(t) for t in _silu_and_grad(x))
+        values = _view(base_values if base_values is not None else silu(x))
+        grads = _view(_silu_grad(x))
     C.backward(_view(x), _view(grid), _view(spline_weight), _view(base_weight), _view(grad_y),
                None if grad_x is None else _view(grad_x),
                None if grad_sw is None else _view(grad_sw),

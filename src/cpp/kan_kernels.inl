@@ -639,10 +639,12 @@ void backward_tile_input(const KanProblem<T>& p, int64_t i, const TileBasis<T>& 
 template <typename T>
 inline bool narrow_out(int64_t out) { return out < Vec<T>::L; }
 
-template <typename T, int K, bool kSilu, bool kUpdate>
+// kOut: the number of outputs when fixed at compile time (1: a scalar regression's last
+// layer, whose loops then vanish), else 0.
+template <typename T, int K, bool kSilu, bool kUpdate, int kOut>
 void backward_tile_input_narrow(const KanProblem<T>& p, int64_t i, const TileBasis<T>& tb,
                                 int n, const T* dy0, T* dx_col, T* gw_i, T* gb_i) {
-  const int64_t out = p.out, nb = p.n_knots - K - 1;
+  const int64_t out = kOut > 0 ? kOut : p.out, nb = p.n_knots - K - 1;
   const T* wi = p.spline_weight + i * nb * out;
   const T* wb = p.base_weight + i * out;
   for (int q = 0; q < n; ++q) {
@@ -799,6 +801,29 @@ void forward_tile_input(const KanProblem<T>& p, int64_t i, const TileBasis<T>& t
   }
 }
 
+// One output (a scalar regression's last layer): per sample a sum over its k+2 rows'
+// scalars; grouping samples (forward_tile_input) costs more than it saves here.
+template <typename T, int K, bool kSilu>
+void forward_tile_input_single(const KanProblem<T>& p, int64_t i, const TileBasis<T>& tb,
+                               int n, T* y0) {
+  const int64_t nb = p.n_knots - K - 1;
+  const T* wi = p.spline_weight + i * nb;
+  const T wb = p.base_weight[i];
+  for (int q = 0; q < n; ++q) {
+    const int b = tb.order[q];
+    const int64_t s = tb.span[b];
+    T acc = y0[b];
+    if (s >= 0) {
+      for (int r = 0; r <= K; ++r) {
+        const int64_t j = s - K + r;
+        if (j >= 0 && j < nb) acc += tb.N[r][q] * wi[j];  // no coefficient past the ends
+      }
+    }
+    if (kSilu) acc += (p.base_values ? tb.base_values[b * tb.base_stride] : silu(tb.x[b])) * wb;
+    y0[b] = acc;
+  }
+}
+
 template <typename T, int K, bool kSilu>
 void forward_grouped(const KanProblem<T>& p, T* y) {
   const int64_t in = p.in, out = p.out;
@@ -818,7 +843,10 @@ void forward_grouped(const KanProblem<T>& p, T* y) {
       zero_array(y + b0 * out, n * out);
       for (int64_t i = 0; i < in; ++i) {
         tile_bases_for_input<T, K, false>(p, knots, *tb, b0, n, i);
-        forward_tile_input<T, K, kSilu>(p, i, *tb, n, y + b0 * out, zero_row);
+        if (out == 1)
+          forward_tile_input_single<T, K, kSilu>(p, i, *tb, n, y + b0);
+        else
+          forward_tile_input<T, K, kSilu>(p, i, *tb, n, y + b0 * out, zero_row);
       }
     }
     __builtin_free(tb);
@@ -883,9 +911,12 @@ void backward_k(const KanProblem<T>& p, const T* dy, T* dx, T* gw, T* gb) {
           tile_bases_for_input<T, K, true>(p, knots, *tb, b0, n, i);
           T* dx_col = dx ? dx + b0 * in + i : nullptr;
           if constexpr (K > 0) {
-            if (narrow_out<T>(out))
-              backward_tile_input_narrow<T, K, kSilu, kUpdate>(p, i, *tb, n, dy + b0 * out,
-                                                               dx_col, gw_i, gb_i);
+            if (out == 1)
+              backward_tile_input_narrow<T, K, kSilu, kUpdate, 1>(p, i, *tb, n, dy + b0 * out,
+                                                                  dx_col, gw_i, gb_i);
+            else if (narrow_out<T>(out))
+              backward_tile_input_narrow<T, K, kSilu, kUpdate, 0>(p, i, *tb, n, dy + b0 * out,
+                                                                  dx_col, gw_i, gb_i);
             else
               backward_tile_input<T, K, kSilu, kUpdate>(p, i, *tb, n, dy + b0 * out, dx_col,
                                                         gw_i, gb_i, zero_row, scratch_row);
