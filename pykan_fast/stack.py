@@ -8,10 +8,13 @@ affines) and one backward walks the layers in reverse with the kernels' fused ba
 computing the same gradients with the same operations in the same order.
 
 Taken when :func:`supported` says so (CPU kernels, fused SiLU base, addition nodes only,
-no symbolic edge active, no module hooks, not under torch.compile or autocast); the
-model's per-layer path serves every other case. Differentiated again
-(``create_graph=True``), the backward recomputes the stack on the per-layer path, whose
-gradients are themselves differentiable.
+no symbolic edge active, no module hooks, not under torch.compile or autocast, and an
+input that does not require grad); the model's per-layer path serves every other case.
+Derivatives in x (a PINN's Laplacian) are taken through ``create_graph=True``, which this
+backward could only serve by recomputing the stack, so inputs that require grad take the
+per-layer path from the start. A ``create_graph=True`` backward for the parameters alone
+(Hessian-vector products) does recompute on the per-layer path, whose gradients are
+differentiable.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ _SAVED = 6
 
 def supported(model, x: torch.Tensor) -> bool:
     """Whether ``model``'s forward on ``x`` can take the fused stack (Python checks only)."""
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64):
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or x.requires_grad:
         return False
     if torch.compiler.is_compiling() or torch.is_autocast_enabled("cpu"):
         return False
@@ -114,10 +117,9 @@ class _KanStack(torch.autograd.Function):
         n_params = len(ctx.layers) * _PER_LAYER
         tensors = ctx.saved_tensors
         x, params, saved = tensors[0], tensors[1:1 + n_params], tensors[1 + n_params:]
-        need = ctx.needs_input_grad
-        need_x, need_params = need[0], need[4:]
+        need_params = ctx.needs_input_grad[4:]  # x never requires grad here (supported)
         if torch.is_grad_enabled():
-            return _recompute_backward(ctx, x, params, grad_out, need_x, need_params)
+            return _recompute_backward(ctx, x, params, grad_out, need_params)
 
         from .backends import cpu
 
@@ -142,10 +144,9 @@ class _KanStack(torch.autograd.Function):
             g = g * sub_s[None, :]
             if ng[7]:  # the symbolic branch's zero term, as the per-layer path gives it
                 grads[at + 7] = torch.zeros_like(sym)
-            want_x = l > 0 or need_x
             want_spline = ng[0] or ng[2]
             gx, g_spline, g_base = cpu.backward(h_in, grid.contiguous(), spline_weight, base_weight,
-                                                g.contiguous(), k, 1, want_x, want_spline, ng[1],
+                                                g.contiguous(), k, 1, l > 0, want_spline, ng[1],
                                                 base_values)
             if want_spline:
                 g_spline = g_spline.transpose(1, 2)  # [in, out, n_basis], as coef
@@ -156,10 +157,10 @@ class _KanStack(torch.autograd.Function):
             if ng[1]:
                 grads[at + 1] = g_base * mask
             g = gx
-        return (g if need_x else None, None, None, None, *grads)
+        return (None, None, None, None, *grads)
 
 
-def _recompute_backward(ctx, x, params, grad_out, need_x, need_params):
+def _recompute_backward(ctx, x, params, grad_out, need_params):
     """create_graph=True: the gradients through the per-layer path, differentiable."""
     from .functional import kan_layer
 
@@ -171,10 +172,9 @@ def _recompute_backward(ctx, x, params, grad_out, need_x, need_params):
         if sym.requires_grad:
             y = y + sym[:0].sum()
         h = _affine(_affine(y, sub_s, sub_b), node_s, node_b)
-    wanted = ([x] if need_x else []) + [p for p, n in zip(params, need_params) if n]
+    wanted = [p for p, n in zip(params, need_params) if n]
     parts = list(torch.autograd.grad(h, wanted, grad_out, create_graph=True, allow_unused=True))
-    gx = parts.pop(0) if need_x else None
     grads = [parts.pop(0) if n else None for n in need_params]
     grads = [torch.zeros_like(p) if n and gr is None else gr
              for p, n, gr in zip(params, need_params, grads)]
-    return (gx, None, None, None, *grads)
+    return (None, None, None, None, *grads)

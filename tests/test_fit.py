@@ -318,3 +318,17 @@ def test_grid_extension_short_run_lowers_test_rmse(tmp_path):
     path = tmp_path / "rmse.png"
     plot_grid_extension(rows, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_default_loss_is_pykans_mean_squared_error_exactly():
+    """fit's default loss (aten's mse_loss, one autograd node) gives pykan's
+    ``torch.mean((pred - label) ** 2)`` and its gradient bit for bit."""
+    g = torch.Generator().manual_seed(0)
+    for dtype in (torch.float64, torch.float32):
+        for n in (1, 7, 1000, 4097):
+            pred = torch.randn(n, 3, generator=g, dtype=dtype, requires_grad=True)
+            label = torch.randn(n, 3, generator=g, dtype=dtype)
+            ours = torch.nn.functional.mse_loss(pred, label)
+            theirs = torch.mean((pred - label) ** 2)
+            assert torch.equal(ours, theirs)
+            assert torch.equal(torch.autograd.grad(ours, pred)[0], torch.autograd.grad(theirs, pred)[0])
