@@ -1,0 +1,91 @@
+"""Test RMSE of the whole-job benchmark (bench/test_bench_fit.py) over several model seeds,
+pykan_fast and pykan 0.2.8 side by side: one run compares two chaotic trajectories (pykan's
+own least squares give a different result on each run), several compare the methods.
+
+    python scripts/fit_seeds.py --seeds 1 2 3 4
+
+Same job as the benchmark: f(x, y) = exp(sin(pi x) + y^2), KAN [2, 5, 1], k = 3, data
+seed 0 (1000 train / 1000 test), grids 3, 10, 20, 50 with refine + 50 L-BFGS steps each,
+pykan's fit defaults otherwise, float64. Prints one row per seed and grid, then the
+median per grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import statistics
+import tempfile
+
+import torch
+
+from pykan_fast import create_dataset
+from pykan_fast.experiments import grid_extension, target_function
+
+GRIDS = (3, 10, 20, 50)
+STEPS = 50
+DATA = dict(n_var=2, train_num=1000, test_num=1000, seed=0)
+
+
+def _rmse(model, x, y) -> float:
+    with torch.no_grad():
+        return float(torch.sqrt(torch.mean((model(x) - y) ** 2)))
+
+
+def ours(seed: int) -> list[float]:
+    rows = grid_extension(grids=GRIDS, steps=STEPS, backend="cpu", progress=False,
+                          dtype=torch.float64, seed=seed, data_seed=DATA["seed"],
+                          stop_grid_update_step=50, train_num=DATA["train_num"],
+                          test_num=DATA["test_num"])
+    return [r.test_rmse for r in rows]
+
+
+def pykan(kan, seed: int) -> list[float]:
+    dataset = kan.create_dataset(target_function, **DATA)
+    model, out = None, []
+    for grid in GRIDS:
+        if model is None:
+            model = kan.MultKAN(width=[2, 5, 1], grid=grid, k=3, seed=seed, auto_save=False)
+        else:
+            model = model.refine(grid)
+            model.auto_save = False
+        with contextlib.redirect_stderr(io.StringIO()):
+            model.fit(dataset, opt="LBFGS", steps=STEPS, stop_grid_update_step=50)
+        _rmse(model, dataset["train_input"], dataset["train_label"])  # as grid_extension
+        out.append(_rmse(model, dataset["test_input"], dataset["test_label"]))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3, 4])
+    args = parser.parse_args()
+    torch.set_default_dtype(torch.float64)  # pykan builds in the default dtype
+    try:
+        import kan
+    except ImportError:
+        kan = None
+        print("pykan (package kan) is not importable: pykan_fast only")
+    check = create_dataset(target_function, dtype=torch.float64, **DATA)
+    results = {"pykan_fast": {}, "pykan": {}}
+    os.chdir(tempfile.mkdtemp())  # in case pykan writes ./model/
+    print("seed  provider    " + "".join(f"G={g:<10}" for g in GRIDS))
+    for seed in args.seeds:
+        results["pykan_fast"][seed] = ours(seed)
+        if kan is not None:
+            assert torch.equal(kan.create_dataset(target_function, **DATA)["test_input"],
+                               check["test_input"])
+            results["pykan"][seed] = pykan(kan, seed)
+        for provider, per_seed in results.items():
+            if seed in per_seed:
+                print(f"{seed:<5} {provider:<11} " + "".join(f"{v:<12.3e}" for v in per_seed[seed]))
+    for provider, per_seed in results.items():
+        if per_seed:
+            medians = [statistics.median(v[i] for v in per_seed.values()) for i in range(len(GRIDS))]
+            print(f"median {provider:<11}" + "".join(f"{v:<12.3e}" for v in medians))
+
+
+if __name__ == "__main__":
+    main()
