@@ -63,7 +63,7 @@ def _symbolic_part(args) -> None:
     the network plot."""
     from . import experiments
 
-    steps = 15 if args.quick else 50
+    steps = 25 if args.quick else 50
     print(f"\nSymbolic regression: a sparse KAN [2, 5, 1] (lamb=0.01), pruned, refined to G=10, "
           f"its edges fixed to x, x^2, exp or sin (auto_symbolic); {steps} LBFGS steps per stage.")
     try:
