@@ -332,3 +332,25 @@ def test_default_loss_is_pykans_mean_squared_error_exactly():
             theirs = torch.mean((pred - label) ** 2)
             assert torch.equal(ours, theirs)
             assert torch.equal(torch.autograd.grad(ours, pred)[0], torch.autograd.grad(theirs, pred)[0])
+
+
+def test_demo_reports_the_lowest_test_rmse_and_overfitting(monkeypatch, tmp_path, capsys):
+    """The demo's summary names the grid of the lowest test RMSE and, when larger grids
+    overfit (the full demo's G=200 interpolates its 1000 samples), says so."""
+    import types
+
+    from pykan_fast import cli, experiments
+
+    rows = [GridRow(3, 1e-3, 1.2e-3, 1.0), GridRow(50, 5e-6, 4e-5, 1.0),
+            GridRow(200, 7e-9, 2.5e-2, 1.0)]
+    monkeypatch.setattr(experiments, "grid_extension", lambda **kwargs: rows)
+    monkeypatch.setattr(experiments, "plot_grid_extension", lambda rows, path: None)
+    monkeypatch.setattr(cli, "_speed_against_reference", lambda *args: None)
+    monkeypatch.setattr(cli, "_symbolic_part", lambda args: None)
+    cli.demo(types.SimpleNamespace(quick=True, no_progress=True, out=str(tmp_path)))
+    out = capsys.readouterr().out
+    assert "lowest test RMSE 4.00e-05 at G=50, 30x below G=3" in out
+    assert "past G=50 the train RMSE keeps falling and the test RMSE rises" in out
+    rows.pop()
+    cli.demo(types.SimpleNamespace(quick=True, no_progress=True, out=str(tmp_path)))
+    assert "past G=" not in capsys.readouterr().out
