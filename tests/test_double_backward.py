@@ -122,6 +122,30 @@ def test_third_order_matches_reference(kan_case, case_args):
     kan_case.assert_results_close(got, want, 1e-9)
 
 
+@pytest.mark.parametrize("order", [0, 1, 2, 3])
+@pytest.mark.parametrize("case_args", CASES[1:4], ids=IDS[1:4])
+def test_derivative_backward_same_on_one_and_two_threads(kan_case, restore_threads, case_args,
+                                                          order):
+    """One thread takes the single pass (each sample's bases serve T and the weight
+    gradient); more threads split the batch for T and the inputs for the weight gradient.
+    Same operations in the same order: equal results."""
+    case = _case(kan_case, *case_args)
+    k = case_args[4]
+    sw, _ = fold_weights(case["coef"], case["scale_base"], case["scale_sp"], case["mask"])
+    g = torch.Generator().manual_seed(5)
+    scale = torch.randn(case["x"].shape, generator=g, dtype=torch.float64)
+    grad_y = torch.randn(case["x"].shape[0], sw.shape[2], generator=g, dtype=torch.float64)
+    results = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        results.append(ops.spline_derivative_backward(case["x"], case["grid"], sw, scale, grad_y,
+                                                      k, order, "cpu", True, True, True))
+    for one, two in zip(*results):
+        assert torch.equal(one, two)
+    if order <= k:  # above k the derivatives vanish
+        assert results[0][2].abs().sum() > 0
+
+
 def test_double_backward_does_not_build_dense_bases(monkeypatch):
     """The create_graph path runs on the derivative ops, never on the dense reference."""
     import pykan_fast.reference as reference

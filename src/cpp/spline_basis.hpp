@@ -134,23 +134,13 @@ inline void local_basis(T x, const T* t, int64_t n_knots, const T* inv_i, int64_
   }
 }
 
-// d-th derivatives of the order-k bases at x in span s: D[r] = B^(d)_{k, s-k+r}(x),
-// r = 0..k (zero when d > k).  The order k-d bases by the recursion above, then d
-// derivative steps dB_{p,j} = p (B_{p-1,j} / (t_{j+p} - t_j) - B_{p-1,j+1} /
-// (t_{j+p+1} - t_{j+1})) (The NURBS Book, eq. 2.9).  A basis is zeroed where pykan
-// zeroes its value (a repeated-knot reciprocal), as local_basis does for d = 1.
+// Derivative steps p = from..k of The NURBS Book's eq. 2.9 on D (order from-1 quantities
+// on entry, r = 0..from-1): dB_{p,j} = p (B_{p-1,j} / (t_{j+p} - t_j) - B_{p-1,j+1} /
+// (t_{j+p+1} - t_{j+1})).  A basis is zeroed where pykan zeroes its value (a
+// repeated-knot reciprocal), as local_basis does for d = 1.
 template <typename T>
-inline void local_basis_derivative(T x, const T* t, int64_t n_knots, const T* inv_i,
-                                   int64_t s, int k, int d, T* D) {
-  if (d > k) {
-    for (int r = 0; r <= k; ++r) D[r] = T(0);
-    return;
-  }
-  const int64_t row = n_knots + k;
-  T left[kMaxOrder + 1], right[kMaxOrder + 1];
-  D[0] = T(1);
-  for (int p = 1; p <= k - d; ++p) basis_order_step(x, t, n_knots, inv_i, s, k, p, left, right, D);
-  for (int p = k - d + 1; p <= k; ++p) {
+inline void derivative_steps(const T* inv_i, int64_t row, int64_t s, int from, int k, T* D) {
+  for (int p = from; p <= k; ++p) {
     // inv_p[r] = 1/(t[j+p] - t[j]) for j = s-p+r; D[r-1] holds B_{p-1,j} on entry.
     const T* inv_p = inv_i + (p - 1) * row + (s - p) + k;
     T previous = T(0);  // the old D[r-1]
@@ -162,6 +152,41 @@ inline void local_basis_derivative(T x, const T* t, int64_t n_knots, const T* in
       previous = current;
     }
   }
+}
+
+// d-th derivatives of the order-k bases at x in span s: D[r] = B^(d)_{k, s-k+r}(x),
+// r = 0..k (zero when d > k): the order k-d bases by the recursion above, then d
+// derivative steps.
+template <typename T>
+inline void local_basis_derivative(T x, const T* t, int64_t n_knots, const T* inv_i,
+                                   int64_t s, int k, int d, T* D) {
+  if (d > k) {
+    for (int r = 0; r <= k; ++r) D[r] = T(0);
+    return;
+  }
+  T left[kMaxOrder + 1], right[kMaxOrder + 1];
+  D[0] = T(1);
+  for (int p = 1; p <= k - d; ++p) basis_order_step(x, t, n_knots, inv_i, s, k, p, left, right, D);
+  derivative_steps(inv_i, n_knots + k, s, k - d + 1, k, D);
+}
+
+// D0 = the d-th and D1 = the (d+1)-th derivatives (as local_basis_derivative, the same
+// operations), sharing the value recursion up to order k-d-1.
+template <typename T>
+inline void local_basis_derivative_pair(T x, const T* t, int64_t n_knots, const T* inv_i,
+                                        int64_t s, int k, int d, T* D0, T* D1) {
+  if (d >= k) {
+    local_basis_derivative(x, t, n_knots, inv_i, s, k, d, D0);
+    for (int r = 0; r <= k; ++r) D1[r] = T(0);
+    return;
+  }
+  T left[kMaxOrder + 1], right[kMaxOrder + 1];
+  D1[0] = T(1);
+  for (int p = 1; p <= k - d - 1; ++p) basis_order_step(x, t, n_knots, inv_i, s, k, p, left, right, D1);
+  for (int r = 0; r < k - d; ++r) D0[r] = D1[r];
+  basis_order_step(x, t, n_knots, inv_i, s, k, k - d, left, right, D0);
+  derivative_steps(inv_i, n_knots + k, s, k - d + 1, k, D0);
+  derivative_steps(inv_i, n_knots + k, s, k - d, k, D1);
 }
 
 // 1/h when the knots of one input are uniform (to 1e-6 of the span), else 0.  Only a
