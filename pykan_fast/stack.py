@@ -23,6 +23,7 @@ import torch
 from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 
 from . import backends
+from .backends import cpu
 from .checks import check_layer_args
 from .functional import fold_weights
 from .layer import KANLayer
@@ -91,8 +92,6 @@ def _affine(z, scale, bias):
 class _KanStack(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, model, layers, acts, *params):
-        from .backends import cpu
-
         h = x
         saved = []
         for l, (grid, mask, k) in enumerate(layers):
@@ -120,8 +119,6 @@ class _KanStack(torch.autograd.Function):
         need_params = ctx.needs_input_grad[4:]  # x never requires grad here (supported)
         if torch.is_grad_enabled():
             return _recompute_backward(ctx, x, params, grad_out, need_params)
-
-        from .backends import cpu
 
         grads = [None] * n_params
         g = grad_out

@@ -147,7 +147,8 @@ inline void base_and_grad(const TileBasis<T>& tb, int b, T* value, T* grad) {
 }
 
 // Order-K bases (and derivatives) at x in span s by the recursion, N[r] = B_{K,s-K+r}(x)
-// (dN[r] its derivative); V is T or a vector of T (one sample per lane, same span).
+// (dN[r] its derivative), for a vector of samples of one span (one per lane): local_basis's
+// operations with the knots and reciprocals as broadcast scalars.
 // knot(m) = t[clamp(s - K + 1 + m)] for m = 0..2K-1 (left knots m < K, right knots m >= K),
 // inv(p, r) = 1/(t[j+p] - t[j]) for j = s+1-p+r; keep(p, r) false zeroes basis r after
 // step p (pykan's repeated-knot rule, see zero_repeated_knot_bases).
@@ -247,7 +248,7 @@ inline void tile_spans(TileBasis<T>& tb, int n, const T* t, int64_t nk, T inv_h)
 // in SIMD lanes: with uniform knots on (x - t_s)/h alone; otherwise one run of equal
 // spans at a time, whose knots and reciprocals are the same scalars in every lane (a
 // per-lane gather of each of them cost half the time); past kMaxSortedKnots knots (runs
-// too short to pay) on gathered knots.
+// too short to pay) by local_basis, one sample at a time.
 template <typename T, int K, bool kDeriv>
 inline void tile_basis(TileBasis<T>& tb, int n, const T* t, int64_t nk, const T* inv_i,
                        T inv_h, T exact_inv_h, bool repeated) {
@@ -326,22 +327,12 @@ inline void tile_basis(TileBasis<T>& tb, int n, const T* t, int64_t nk, const T*
     }
     return;
   }
-  for (int q = 0; q < n; ++q) {  // order is the identity here
-    const T x = tb.x[q];
-    const int64_t s = tb.span[q] >= 0 ? tb.span[q] : K;  // outside: any valid span
-    T N[K + 1], dN[K + 1];
-    recursion_at<T, K, kDeriv>(
-        x,
-        [&](int m) {
-          int64_t j = s - K + 1 + m;
-          return t[j < 0 ? 0 : j > nk - 1 ? nk - 1 : j];
-        },
-        [&](int p, int r) { return inv_i[(p - 1) * row + (s + 1 - p) + K + r]; },
-        [&](int p, int r) {
-          const T* inv_p = inv_i + (p - 1) * row + (s + 1 - p) + K;
-          return !repeated || (inv_p[r - 1] != T(0) && inv_p[r] != T(0));
-        },
-        N, dN);
+  // Past kMaxSortedKnots the order is the identity: the scalar recursion per sample.
+  T N[K + 1], dN[K + 1];
+  for (int q = 0; q < n; ++q) {
+    if (tb.span[q] < 0) continue;  // outside: N is not read
+    local_basis<T, K>(tb.x[q], t, nk, inv_i, tb.span[q], K, N,
+                      kDeriv ? dN : static_cast<T*>(nullptr));
     for (int r = 0; r <= K; ++r) {
       tb.N[r][q] = N[r];
       if (kDeriv) tb.dN[r][q] = dN[r];
