@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from shapes import SHAPES, SMOKE, shape_id
-from pykan_fast.benchmarking import PROVIDERS, make, run
+from pykan_fast.experiments.benchmarking import PROVIDERS, make, run
 
 # The reference builds [B, in, out] tensors: ~7 s and 5.5 GiB per fwd+bwd at 4096x256x256.
 SLOW = {"reference"}

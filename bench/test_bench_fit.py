@@ -25,7 +25,7 @@ import torch
 
 from shapes import SMOKE
 from pykan_fast import create_dataset
-from pykan_fast.experiments import grid_extension, target_function
+from pykan_fast.experiments.grid_extension import grid_extension, target_function
 
 GRIDS = (3, 5) if SMOKE else (3, 10, 20, 50)
 STEPS = 2 if SMOKE else 50

@@ -28,9 +28,9 @@ pytest.importorskip("triton", reason="triton is not installed")
 pytest.importorskip("pytest_benchmark", reason="pytest-benchmark is not installed")
 
 import pykan_fast as pf  # noqa: E402
-from pykan_fast.backends import triton_backend  # noqa: E402
-from pykan_fast.functional import fold_weights, kan_layer  # noqa: E402
-from pykan_fast.reference import b_batch  # noqa: E402
+from pykan_fast.ops import triton_backend  # noqa: E402
+from pykan_fast.ops.functional import fold_weights, kan_layer  # noqa: E402
+from pykan_fast.ops.reference import b_batch  # noqa: E402
 from pykan_fast.triton import kan_triton  # noqa: E402
 
 K = 3

@@ -19,7 +19,7 @@ from shapes import SHAPES, shape_id
 
 SCRIPT = r"""
 import json, sys, torch
-from pykan_fast.benchmarking import make, run
+from pykan_fast.experiments.benchmarking import make, run
 batch, in_dim, out_dim, grid = {shape!r}
 module, x = make({provider!r}, batch, in_dim, out_dim, grid)
 grad_y = torch.randn(batch, out_dim)

@@ -3,7 +3,7 @@
 kernels) and pykan 0.2.8 (plain autograd over dense bases) in the same run.
 
 Both: a [2, 10, 1] KAN, grid 5, k 3, float64, the same 31 x 31 collocation mesh and
-boundary points, pykan's L-BFGS settings (pykan_fast.lbfgs.LBFGS, the same code for both),
+boundary points, pykan's L-BFGS settings (pykan_fast.train.lbfgs.LBFGS, the same code for both),
 STEPS steps; pykan in its fast mode (``model.speed()``: no symbolic branch, no recorded
 activations). Each L-BFGS step evaluates the loss (a Laplacian: two nested autograd.grad
 calls with create_graph, then backward) ~20 times. Reported: seconds per step and the
@@ -22,8 +22,8 @@ import torch
 
 from shapes import SMOKE
 from pykan_fast import KAN
-from pykan_fast.lbfgs import LBFGS
-from pykan_fast.pde import _interior_and_boundary, laplacian, poisson_source
+from pykan_fast.train.lbfgs import LBFGS
+from pykan_fast.experiments.pde import _interior_and_boundary, laplacian, poisson_source
 
 N_POINTS = 7 if SMOKE else 31
 STEPS = 1 if SMOKE else 5

@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from pykan_fast.experiments_continual import continual_learning, format_result, plot_continual
+from pykan_fast.experiments.continual import continual_learning, format_result, plot_continual
 
 
 def main() -> None:

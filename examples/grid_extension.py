@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from pykan_fast.experiments import grid_extension, plot_grid_extension
+from pykan_fast.experiments.grid_extension import grid_extension, plot_grid_extension
 
 
 def main() -> None:

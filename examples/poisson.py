@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from pykan_fast.pde import solve_poisson
+from pykan_fast.experiments.pde import solve_poisson
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ import tempfile
 import torch
 
 from pykan_fast import create_dataset
-from pykan_fast.experiments import grid_extension, target_function
+from pykan_fast.experiments.grid_extension import grid_extension, target_function
 
 GRIDS = (3, 10, 20, 50)
 STEPS = 50

@@ -25,7 +25,7 @@ if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import pykan_fast as pf
-from pykan_fast.grid import extend_grid, uniform_grid
+from pykan_fast.ops.grid import extend_grid, uniform_grid
 
 # Relative tolerance per dtype (DESIGN.md section 4): outputs and every gradient.
 RTOL = {torch.float64: 1e-10, torch.float32: 1e-5}
@@ -198,7 +198,7 @@ def kan_case():
 def restore_threads(monkeypatch):
     """Restores torch's intra-op thread count after a test that changes it; the CPU
     kernels use every thread whatever the problem size (no serial cut-off for small work)."""
-    from pykan_fast.backends import cpu
+    from pykan_fast.ops import cpu_backend as cpu
 
     monkeypatch.setattr(cpu, "SERIAL_WORK", 0)
     before = torch.get_num_threads()
@@ -241,7 +241,7 @@ def multkan(monkeypatch, tmp_path):
 def backward_kernel_calls(monkeypatch):
     """Counts the CPU backend's backward kernels as the test runs: ``{"fused": n,
     "derivative": m}`` (the first-order ``backward`` and ``spline_derivative_backward``)."""
-    from pykan_fast.backends import cpu
+    from pykan_fast.ops import cpu_backend as cpu
 
     calls = {"fused": 0, "derivative": 0}
 

@@ -296,7 +296,7 @@ def test_raw_valid_calls_match_reference(raw, kan_case):
     # spline_weight [in, n_basis, out] = coef * scale_sp * mask transposed; base_weight = scale_base * mask.
     coef = t["spline_weight"].transpose(1, 2)
     ones = torch.ones_like(t["base_weight"])
-    want = pf.reference.kan_layer_reference(t["x"], t["grid"], coef, t["base_weight"], ones, ones, 3)
+    want = pf.ops.reference.kan_layer_reference(t["x"], t["grid"], coef, t["base_weight"], ones, ones, 3)
     rtol = 1e-10 if a["x"].dtype == np.float64 else 1e-5
     kan_case.assert_close(torch.from_numpy(a["y"]), want, rtol, "y")
     _raw_backward(a)

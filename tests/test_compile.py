@@ -9,7 +9,7 @@ import torch
 import torch._dynamo
 
 import pykan_fast as pf
-from pykan_fast import autograd as ops
+from pykan_fast.ops import autograd as ops
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Continual learning (pykan_fast.experiments_continual, KAN paper Fig. 3.4), small: five
+"""Continual learning (pykan_fast.experiments.continual, KAN paper Fig. 3.4), small: five
 peaks shown one region at a time; the KAN keeps region 1, the MLP forgets it.
 
 Scale: each peak's RMS over its region is ~0.43 (the error of predicting 0 there). Both
@@ -13,7 +13,7 @@ import math
 import pytest
 import torch
 
-from pykan_fast.experiments_continual import (continual_learning, make_mlp, peak_centers,
+from pykan_fast.experiments.continual import (continual_learning, make_mlp, peak_centers,
                                               peaks, phase_data, plot_continual, region_bounds)
 
 GRID, K = 200, 3

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import pykan_fast as pf
-from pykan_fast import backends
+from pykan_fast.ops import backends, cpu_backend
 
 DTYPES = [pytest.param(torch.float64, id="f64"), pytest.param(torch.float32, id="f32")]
 GRIDS = ["uniform", "random"]
@@ -328,7 +328,7 @@ def test_repeated_runs_bitwise_equal(kan_case, restore_threads, batch, in_dim, o
 
 def test_small_problems_run_on_one_thread(restore_threads, monkeypatch):
     """Below SERIAL_WORK multiply-adds the kernels take one thread, above it all of them."""
-    from pykan_fast.backends import cpu
+    from pykan_fast.ops import cpu_backend as cpu
 
     monkeypatch.setattr(cpu, "SERIAL_WORK", 1 << 17)
     torch.set_num_threads(2)
@@ -344,7 +344,7 @@ def test_small_problems_run_on_one_thread(restore_threads, monkeypatch):
 def backend_spy(monkeypatch):
     """Records which implementation ran: 'cpu' (the compiled kernels) or 'torch'."""
     calls = []
-    cpu_forward = backends.cpu.forward
+    cpu_forward = cpu_backend.forward
     reference = pf.functional.kan_layer_reference
 
     def spy_cpu(*args, **kwargs):
@@ -355,7 +355,7 @@ def backend_spy(monkeypatch):
         calls.append("torch")
         return reference(*args, **kwargs)
 
-    monkeypatch.setattr(backends.cpu, "forward", spy_cpu)
+    monkeypatch.setattr(cpu_backend, "forward", spy_cpu)
     monkeypatch.setattr(pf.functional, "kan_layer_reference", spy_torch)
     return calls
 

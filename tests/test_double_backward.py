@@ -9,10 +9,10 @@ import torch
 from torch.func import jvp
 
 import pykan_fast as pf
-from pykan_fast import autograd as ops
-from pykan_fast.functional import fold_weights, kan_layer
-from pykan_fast.pde import laplacian
-from pykan_fast.reference import b_batch
+from pykan_fast.ops import autograd as ops
+from pykan_fast.ops.functional import fold_weights, kan_layer
+from pykan_fast.experiments.pde import laplacian
+from pykan_fast.ops.reference import b_batch
 
 CASES = [  # (batch, in, out, G, k, grid kind)
     (5, 3, 2, 4, 3, "uniform"),
@@ -148,7 +148,7 @@ def test_derivative_backward_same_on_one_and_two_threads(kan_case, restore_threa
 
 def test_double_backward_does_not_build_dense_bases(monkeypatch):
     """The create_graph path runs on the derivative ops, never on the dense reference."""
-    import pykan_fast.reference as reference
+    import pykan_fast.ops.reference as reference
 
     def forbidden(*args, **kwargs):
         raise AssertionError("the dense reference was called")

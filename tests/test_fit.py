@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import pykan_fast as pf
-import pykan_fast.fit as fit_module
-from pykan_fast.experiments import GridRow, grid_extension, plot_grid_extension, target_function
-from pykan_fast.fit import edge_std, regularization
-from pykan_fast.lbfgs import LBFGS
-from pykan_fast.reference import coef2curve
+import pykan_fast.train.fit as fit_module
+from pykan_fast.experiments.grid_extension import GridRow, grid_extension, plot_grid_extension, target_function
+from pykan_fast.train.fit import edge_std, regularization
+from pykan_fast.train.lbfgs import LBFGS
+from pykan_fast.ops.reference import coef2curve
 
 from kan_helpers import inputs as _inputs, max_rel as _max_rel
 
@@ -339,7 +339,8 @@ def test_demo_reports_the_lowest_test_rmse_and_overfitting(monkeypatch, tmp_path
     overfit (the full demo's G=200 interpolates its 1000 samples), says so."""
     import types
 
-    from pykan_fast import cli, experiments
+    from pykan_fast.experiments import cli
+    from pykan_fast.experiments import grid_extension as experiments
 
     rows = [GridRow(3, 1e-3, 1.2e-3, 1.0), GridRow(50, 5e-6, 4e-5, 1.0),
             GridRow(200, 7e-9, 2.5e-2, 1.0)]

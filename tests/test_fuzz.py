@@ -8,7 +8,7 @@ k = 0..16 and grid sizes G = 0..2000, and thread counts 0/1/2:
 - ``pykan_fast.functional.kan_layer(..., backend="cpu")`` against ``backend="torch"`` (the
   pure-torch reference, pykan 0.2.8's mathematics);
 - the raw ``pykan_fast._C.forward`` / ``backward`` on numpy arrays, against the same
-  reference mathematics (``pykan_fast.reference.coef2curve``).
+  reference mathematics (``pykan_fast.ops.reference.coef2curve``).
 
 Every call must either match the reference -- outputs and gradients (via
 ``torch.autograd.grad``): float64 to 1e-9 of the largest reference entry, float32 to 1e-4
@@ -48,8 +48,8 @@ from hypothesis import strategies as st
 
 import pykan_fast as pf
 from pykan_fast._compiled import C
-from pykan_fast.grid import uniform_grid
-from pykan_fast.reference import coef2curve, resolve_base_fun
+from pykan_fast.ops.grid import uniform_grid
+from pykan_fast.ops.reference import coef2curve, resolve_base_fun
 
 MAX_ORDER = 15
 RTOL = {np.float64: 1e-9, np.float32: 1e-4}

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import pykan_fast as pf
-from pykan_fast.grid import curve2coef, uniform_grid
-from pykan_fast.reference import b_batch, coef2curve
+from pykan_fast.ops.grid import curve2coef, uniform_grid
+from pykan_fast.ops.reference import b_batch, coef2curve
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from pykan_fast.pde import laplacian, poisson_solution, poisson_source, solve_poisson
+from pykan_fast.experiments.pde import laplacian, poisson_solution, poisson_source, solve_poisson
 
 
 def test_exact_solution_solves_the_problem():

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import pykan_fast as pf
-from pykan_fast.prune import activation_scales, attribution_scores
+from pykan_fast.tools.prune import activation_scales, attribution_scores
 
 from kan_helpers import inputs as _inputs, max_rel as _max_rel
 

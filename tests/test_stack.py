@@ -1,4 +1,4 @@
-"""The fused stack (``pykan_fast.stack``): one autograd.Function for a whole KAN's forward
+"""The fused stack (``pykan_fast.nn.stack``): one autograd.Function for a whole KAN's forward
 and backward, taken by ``KAN.forward`` when ``stack.supported`` allows. It must give what
 the per-layer path gives: the same outputs, parameter gradients, ``acts`` and
 ``cache_data``, and differentiable gradients under ``create_graph=True``."""
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import pykan_fast as pf
-from pykan_fast import stack
+from pykan_fast.nn import stack
 
 from kan_helpers import inputs
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import pykan_fast as pf
-from pykan_fast.grid import curve2coef
+from pykan_fast.ops.grid import curve2coef
 from pykan_fast.symbolic import (SYMBOLIC_LIB, SymbolicKANLayer, add_symbolic, fit_params,
                                  symbolic_formula)
 
@@ -719,7 +719,7 @@ def test_demo_symbolic_part_prunes_recovers_and_plots(tmp_path, capsys):
     to [2, 1, 1], auto_symbolic, the formula printed, the network plot written."""
     import types
 
-    from pykan_fast import cli
+    from pykan_fast.experiments import cli
 
     pytest.importorskip("matplotlib")
     cli._symbolic_part(types.SimpleNamespace(quick=True, no_progress=True, out=str(tmp_path)))

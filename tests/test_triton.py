@@ -22,9 +22,9 @@ import pytest  # noqa: E402
 pytest.importorskip("triton", reason="triton is not installed (pip install pykan-fast[triton])")
 
 import pykan_fast as pf  # noqa: E402
-from pykan_fast.backends import cpu as cpu_backend  # noqa: E402
-from pykan_fast.backends import triton_backend  # noqa: E402
-from pykan_fast.functional import kan_layer  # noqa: E402
+from pykan_fast.ops import cpu_backend  # noqa: E402
+from pykan_fast.ops import triton_backend  # noqa: E402
+from pykan_fast.ops.functional import kan_layer  # noqa: E402
 from pykan_fast.triton import kan_triton  # noqa: E402
 
 INTERPRETING = kan_triton._interpreting()

@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from . import functional
+from ..ops import functional
 from .lbfgs import LBFGS
-from .reference import coef2curve, resolve_base_fun
+from ..ops.reference import coef2curve, resolve_base_fun
 
 __all__ = ["fit", "regularization", "edge_std"]
 
@@ -183,7 +183,7 @@ def _make_optimizer(opt: str, params, lr: float):
     if opt == "Adam":
         return torch.optim.Adam(params, lr=lr)
     # pykan's settings; tolerances 1e-32 so that only max_iter ends a step. Not
-    # torch.optim.LBFGS: see pykan_fast.lbfgs for why (tolerance_ys).
+    # torch.optim.LBFGS: see pykan_fast.train.lbfgs for why (tolerance_ys).
     return LBFGS(params, lr=lr, history_size=10, line_search_fn="strong_wolfe",
                  tolerance_grad=1e-32, tolerance_change=1e-32, tolerance_ys=1e-32)
 
@@ -213,7 +213,7 @@ def fit(model, dataset: dict, opt: str = "LBFGS", steps: int = 100, log: int = 1
     Each step draws ``batch`` rows (all if -1) with ``np.random.choice`` as pykan; updates
     the grids on them every ``stop_grid_update_step // grid_update_num`` steps while
     ``start_grid_update_step <= step < stop_grid_update_step``; takes one optimizer step
-    (``"LBFGS"``: :class:`pykan_fast.lbfgs.LBFGS` with pykan's settings, history 10,
+    (``"LBFGS"``: :class:`pykan_fast.train.lbfgs.LBFGS` with pykan's settings, history 10,
     strong Wolfe, up to 20 iterations; ``"Adam"``); then evaluates the test loss. Objective: ``loss_fn(pred,
     label)`` (default MSE) ``+ lamb * reg`` (the regulariser runs only when ``lamb > 0``).
 

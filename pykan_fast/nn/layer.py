@@ -7,10 +7,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import functional
-from .checks import check_order
-from .grid import curve2coef, extend_grid, uniform_grid
-from .reference import b_batch, coef2curve
+from ..ops import functional
+from ..ops.checks import check_order
+from ..ops.grid import curve2coef, extend_grid, uniform_grid
+from ..ops.reference import b_batch, coef2curve
 
 __all__ = ["KANLayer"]
 

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .fitting import fit_params
-from .library import SYMBOLIC_LIB, SymbolicFunction, call_singular, get_symbolic
+from ..tools.symbolic.fitting import fit_params
+from ..tools.symbolic.library import SYMBOLIC_LIB, SymbolicFunction, call_singular, get_symbolic
 
 __all__ = ["SymbolicKANLayer"]
 

@@ -22,10 +22,10 @@ from __future__ import annotations
 import torch
 from torch.nn.modules.module import _global_forward_hooks, _global_forward_pre_hooks
 
-from . import backends
-from .backends import cpu
-from .checks import check_layer_args
-from .functional import fold_weights
+from ..ops import backends
+from ..ops import cpu_backend as cpu
+from ..ops.checks import check_layer_args
+from ..ops.functional import fold_weights
 from .layer import KANLayer
 
 __all__ = ["supported", "stack_forward"]
@@ -159,7 +159,7 @@ class _KanStack(torch.autograd.Function):
 
 def _recompute_backward(ctx, x, params, grad_out, need_params):
     """create_graph=True: the gradients through the per-layer path, differentiable."""
-    from .functional import kan_layer
+    from ..ops.functional import kan_layer
 
     model = ctx.model
     h = x

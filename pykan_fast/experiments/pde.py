@@ -4,7 +4,7 @@
 ``f = 2 pi^2 sin(pi x) sin(pi y)``, so ``u = sin(pi x) sin(pi y)``. The loss needs the
 Laplacian of the network, i.e. a gradient taken with ``create_graph=True``, differentiated
 again, and a backward through both: third derivatives of the B-splines, all on the
-fused derivative ops of :mod:`pykan_fast.autograd` (pykan does it with plain autograd over
+fused derivative ops of :mod:`pykan_fast.ops.autograd` (pykan does it with plain autograd over
 dense `[B, in, G+k]` bases).
 """
 
@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .lbfgs import LBFGS
-from .model import KAN
+from ..train.lbfgs import LBFGS
+from ..nn.model import KAN
 
 __all__ = ["laplacian", "poisson_solution", "poisson_source", "PoissonResult", "solve_poisson"]
 

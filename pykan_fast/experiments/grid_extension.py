@@ -18,8 +18,8 @@ from typing import NamedTuple
 
 import torch
 
-from .dataset import create_dataset
-from .model import KAN
+from ..train.dataset import create_dataset
+from ..nn.model import KAN
 
 __all__ = ["GridRow", "grid_extension", "target_function", "plot_grid_extension",
            "SymbolicRun", "symbolic_regression"]

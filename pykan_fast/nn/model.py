@@ -21,7 +21,7 @@ from torch import nn
 
 from . import stack
 from .layer import KANLayer
-from .symbolic.layer import SymbolicKANLayer
+from .symbolic_layer import SymbolicKANLayer
 
 __all__ = ["KAN"]
 
@@ -155,7 +155,7 @@ class KAN(nn.Module):
     ``node_scale * . + node_bias`` `[B, width_in[l+1]]`.
 
     Symbolic branch (pykan's): ``symbolic_fun`` (ModuleList of
-    :class:`~pykan_fast.symbolic.SymbolicKANLayer`, masks `[out, in]` and affines
+    :class:`~pykan_fast.nn.symbolic_layer.SymbolicKANLayer`, masks `[out, in]` and affines
     `[out, in, 4]`); ``act_fun[l](x)`` gains ``symbolic_fun[l](x)``, evaluated on the fixed
     edges only, before the subnode affine. ``symbolic_enabled=False`` ignores it.
     """
@@ -186,7 +186,7 @@ class KAN(nn.Module):
         self.input_id = None  # pykan's input selection (after prune_input); None: all
         self.cache_data = None  # last input seen: refine() fits on it, as pykan
         self.acts = None  # node values of the last forward: [x, x_1, ..., x_L] (detached)
-        # attribution scores, set by attribute() (pykan's names; see pykan_fast.prune)
+        # attribution scores, set by attribute() (pykan's names; see pykan_fast.tools.prune)
         self.node_scores = self.edge_scores = self.subnode_scores = None
 
         torch.manual_seed(seed)
@@ -346,19 +346,19 @@ class KAN(nn.Module):
                     mine.data = theirs.data.detach().clone().to(mine.device)
                     mine.requires_grad_(theirs.requires_grad)
 
-    # ---- attribution, pruning, plotting (pykan_fast.prune, pykan_fast.plot) -----------
+    # ---- attribution, pruning, plotting (pykan_fast.tools.prune, pykan_fast.tools.plot) -----------
 
     def get_act(self, x: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Run on ``x`` (default: ``cache_data``) and return ``acts``; see
-        :func:`pykan_fast.prune.get_act`."""
-        from .prune import get_act
+        :func:`pykan_fast.tools.prune.get_act`."""
+        from ..tools.prune import get_act
 
         return get_act(self, x)
 
     def attribute(self, l: int | None = None, i: int | None = None, out_score=None):
         """pykan's attribution scores (``node_scores``, ``edge_scores``,
-        ``subnode_scores``) at ``cache_data``; see :func:`pykan_fast.prune.attribute`."""
-        from .prune import attribute
+        ``subnode_scores``) at ``cache_data``; see :func:`pykan_fast.tools.prune.attribute`."""
+        from ..tools.prune import attribute
 
         return attribute(self, l, i, out_score)
 
@@ -371,44 +371,44 @@ class KAN(nn.Module):
     def prune_node(self, threshold: float = 1e-2, mode: str = "auto",
                    active_neurons_id=None) -> "KAN":
         """A new KAN without the hidden nodes scoring at most ``threshold``; see
-        :func:`pykan_fast.prune.prune_node`."""
-        from .prune import prune_node
+        :func:`pykan_fast.tools.prune.prune_node`."""
+        from ..tools.prune import prune_node
 
         return prune_node(self, threshold, mode, active_neurons_id)
 
     def prune_edge(self, threshold: float = 3e-2) -> None:
         """In place: mask out the edges scoring at most ``threshold``; see
-        :func:`pykan_fast.prune.prune_edge`."""
-        from .prune import prune_edge
+        :func:`pykan_fast.tools.prune.prune_edge`."""
+        from ..tools.prune import prune_edge
 
         prune_edge(self, threshold)
 
     def prune(self, node_th: float = 1e-2, edge_th: float = 3e-2) -> "KAN":
         """pykan's ``prune``: :meth:`prune_node` then :meth:`prune_edge` on the new model,
-        which is returned; see :func:`pykan_fast.prune.prune`."""
-        from .prune import prune
+        which is returned; see :func:`pykan_fast.tools.prune.prune`."""
+        from ..tools.prune import prune
 
         return prune(self, node_th, edge_th)
 
     def prune_input(self, threshold: float = 1e-2, active_inputs=None) -> "KAN":
         """A new KAN reading only the inputs scoring above ``threshold`` (or
-        ``active_inputs``); see :func:`pykan_fast.prune.prune_input`."""
-        from .prune import prune_input
+        ``active_inputs``); see :func:`pykan_fast.tools.prune.prune_input`."""
+        from ..tools.prune import prune_input
 
         return prune_input(self, threshold, active_inputs)
 
     def plot(self, folder=None, beta: float = 3, metric: str = "backward", **kwargs):
         """pykan's network diagram as a matplotlib Figure, saved as PNG to ``path=`` or
-        ``folder``; see :func:`pykan_fast.plot.plot` for the other arguments."""
-        from .plot import plot  # matplotlib stays out of the model's imports
+        ``folder``; see :func:`pykan_fast.tools.plot.plot` for the other arguments."""
+        from ..tools.plot import plot  # matplotlib stays out of the model's imports
 
         return plot(self, folder=folder, beta=beta, metric=metric, **kwargs)
 
-    # ---- training (the loop lives in pykan_fast.fit) ---------------------------------
+    # ---- training (the loop lives in pykan_fast.train.fit) ---------------------------------
 
     def fit(self, dataset, **kwargs) -> dict:
-        """Train as pykan's ``MultKAN.fit``; see :func:`pykan_fast.fit.fit`."""
-        from .fit import fit  # the training tools sit above the model
+        """Train as pykan's ``MultKAN.fit``; see :func:`pykan_fast.train.fit.fit`."""
+        from ..train.fit import fit  # the training tools sit above the model
 
         return fit(self, dataset, **kwargs)
 
@@ -416,7 +416,7 @@ class KAN(nn.Module):
             lamb_entropy: float = 2.0, lamb_coef: float = 0.0, lamb_coefdiff: float = 0.0,
             x: torch.Tensor | None = None) -> torch.Tensor:
         """pykan's regulariser at inputs ``x`` (default: ``cache_data``); differentiable."""
-        from .fit import regularization
+        from ..train.fit import regularization
 
         if x is None:
             x = self.cache_data
@@ -426,12 +426,12 @@ class KAN(nn.Module):
         return regularization(self, inputs, reg_metric, lamb_l1, lamb_entropy, lamb_coef,
                               lamb_coefdiff)
 
-    # ---- symbolic (pykan_fast.symbolic.edges, pykan_fast.symbolic.formula) -------------
+    # ---- symbolic (pykan_fast.tools.symbolic.edges, pykan_fast.tools.symbolic.formula) -------------
 
     def set_mode(self, l: int, i: int, j: int, mode: str, mask_n: float | None = None) -> None:
         """pykan's ``set_mode``: edge (l, i, j) spline-only ('n'), symbolic-only ('s'),
         both ('sn'/'ns', spline weight ``mask_n``) or off (anything else)."""
-        from .symbolic.edges import set_mode
+        from ..tools.symbolic.edges import set_mode
 
         set_mode(self, l, i, j, mode, mask_n)
 
@@ -440,16 +440,16 @@ class KAN(nn.Module):
                      random: bool = False, log_history: bool = True):
         """Make edge (l, i, j) ``c * f(a x + b) + d``, f = ``fun_name`` (library name or
         callable), fitted to the edge on the last forward's inputs (``fit_params_bool``;
-        returns r2) or set to (1, 0, 1, 0); see :func:`pykan_fast.symbolic.edges.fix_symbolic`.
+        returns r2) or set to (1, 0, 1, 0); see :func:`pykan_fast.tools.symbolic.edges.fix_symbolic`.
         ``log_history`` is accepted for pykan's signature (no history is kept)."""
-        from .symbolic.edges import fix_symbolic
+        from ..tools.symbolic.edges import fix_symbolic
 
         return fix_symbolic(self, l, i, j, fun_name, fit_params_bool, a_range, b_range,
                             verbose, random)
 
     def unfix_symbolic(self, l: int, i: int, j: int, log_history: bool = True) -> None:
         """Edge (l, i, j) back to its spline (pykan's)."""
-        from .symbolic.edges import unfix_symbolic
+        from ..tools.symbolic.edges import unfix_symbolic
 
         unfix_symbolic(self, l, i, j)
 
@@ -464,7 +464,7 @@ class KAN(nn.Module):
                       lib=None, weight_simple: float = 0.8, r2_loss_fun=None, c_loss_fun=None):
         """Every function of ``lib`` fitted to edge (l, i, j), best first (a list of
         :class:`pykan_fast.symbolic.Candidate`); the model is left unchanged."""
-        from .symbolic.edges import rank_symbolic
+        from ..tools.symbolic.edges import rank_symbolic
 
         return rank_symbolic(self, l, i, j, a_range, b_range, lib, weight_simple,
                              r2_loss_fun, c_loss_fun)
@@ -473,8 +473,8 @@ class KAN(nn.Module):
                          lib=None, topk: int = 5, verbose: bool = True, r2_loss_fun=None,
                          c_loss_fun=None, weight_simple: float = 0.8):
         """pykan's ``suggest_symbolic``: ``(name, library entry, r2, complexity)`` of the
-        best function for edge (l, i, j); see :func:`pykan_fast.symbolic.edges.suggest_symbolic`."""
-        from .symbolic.edges import suggest_symbolic
+        best function for edge (l, i, j); see :func:`pykan_fast.tools.symbolic.edges.suggest_symbolic`."""
+        from ..tools.symbolic.edges import suggest_symbolic
 
         return suggest_symbolic(self, l, i, j, a_range, b_range, lib, topk, verbose,
                                 r2_loss_fun, c_loss_fun, weight_simple)
@@ -482,8 +482,8 @@ class KAN(nn.Module):
     def auto_symbolic(self, a_range=(-10, 10), b_range=(-10, 10), lib=None, verbose: int = 1,
                       weight_simple: float = 0.8, r2_threshold: float = 0.0) -> None:
         """pykan's ``auto_symbolic``: every spline edge gets its best library function
-        (if r2 >= ``r2_threshold``); see :func:`pykan_fast.symbolic.edges.auto_symbolic`."""
-        from .symbolic.edges import auto_symbolic
+        (if r2 >= ``r2_threshold``); see :func:`pykan_fast.tools.symbolic.edges.auto_symbolic`."""
+        from ..tools.symbolic.edges import auto_symbolic
 
         auto_symbolic(self, a_range, b_range, lib, verbose, weight_simple, r2_threshold)
 
@@ -492,7 +492,7 @@ class KAN(nn.Module):
         """``(formulas, variables)``: a sympy expression per output and the input
         symbols (pykan's ``symbolic_formula``); every edge must be symbolic or off;
         ``n_digit`` rounds the constants. See :func:`pykan_fast.symbolic.symbolic_formula`."""
-        from .symbolic.formula import symbolic_formula
+        from ..tools.symbolic.formula import symbolic_formula
 
         return symbolic_formula(self, var=var, normalizer=normalizer,
                                 output_normalizer=output_normalizer, simplify=simplify,
@@ -532,7 +532,7 @@ class KAN(nn.Module):
                 "funs_name": [[list(row) for row in sym.funs_name] for sym in self.symbolic_fun]}
 
     def _set_symbolic_state(self, state: dict) -> None:
-        from .symbolic.library import SYMBOLIC_LIB
+        from ..tools.symbolic.library import SYMBOLIC_LIB
 
         self.symbolic_enabled = bool(state["enabled"])
         for l, (sym, names) in enumerate(zip(self.symbolic_fun, state["funs_name"])):
@@ -586,7 +586,7 @@ class KAN(nn.Module):
 
     def _copy_symbolic_from_pykan(self, l: int, sym) -> None:
         """Layer l's symbolic branch from a pykan ``Symbolic_KANLayer``."""
-        from .symbolic.library import SYMBOLIC_LIB, SymbolicFunction
+        from ..tools.symbolic.library import SYMBOLIC_LIB, SymbolicFunction
 
         mine = self.symbolic_fun[l]
         with torch.no_grad():

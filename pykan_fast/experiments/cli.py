@@ -34,7 +34,7 @@ def _speed_against_reference(batch: int, in_dim: int, out_dim: int, grid: int) -
 
 
 def demo(args) -> int:
-    from . import experiments
+    from . import grid_extension as experiments
 
     grids = (3, 5, 10, 20) if args.quick else (3, 5, 10, 20, 50, 100, 200)
     steps = 30 if args.quick else 200
@@ -67,7 +67,7 @@ def demo(args) -> int:
 def _symbolic_part(args) -> None:
     """pykan's hello-KAN ending: sparse training, pruning, auto_symbolic, the formula and
     the network plot."""
-    from . import experiments
+    from . import grid_extension as experiments
 
     steps = 25 if args.quick else 50
     print(f"\nSymbolic regression: a sparse KAN [2, 5, 1] (lamb=0.01), pruned, refined to G=10, "
@@ -77,7 +77,7 @@ def _symbolic_part(args) -> None:
     except ImportError as error:  # sympy is the 'symbolic' extra
         print(f"(no symbolic regression: {error})")
         return
-    from .symbolic import ex_round
+    from ..tools.symbolic import ex_round
 
     print(f"width after pruning: {run.width}; test RMSE of the splines before auto_symbolic: "
           f"{run.spline_rmse:.2e}")

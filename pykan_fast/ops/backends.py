@@ -60,7 +60,7 @@ def select_backend(requested: str | None, device: torch.device) -> str:
 def implementation(name: str):
     """The module holding ``forward``/``backward`` for a compiled backend."""
     if name == "cpu":
-        from . import cpu
+        from . import cpu_backend as cpu
 
         return cpu
     if name == "triton":

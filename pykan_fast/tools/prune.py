@@ -7,7 +7,7 @@ the batch of each edge (``edge_actscale``) and of each subnode (``subnode_actsca
 ``attribute`` propagates scores from the outputs down with them. The fused forward
 records none of that: :func:`activation_scales` re-runs the model on ``cache_data`` (the
 last input it saw, the one pykan's forward recorded its statistics on) and computes the
-per-edge stds chunk by chunk with :func:`pykan_fast.fit.edge_std`, never holding the whole
+per-edge stds chunk by chunk with :func:`pykan_fast.train.fit.edge_std`, never holding the whole
 `[B, in, out]` tensor. So the scores equal pykan's whenever the parameters have not
 changed since the last forward (pykan would use statistics of the older parameters).
 """
@@ -19,8 +19,8 @@ import copy
 import torch
 from torch import nn
 
-from .fit import edge_std
-from .reference import coef2curve, resolve_base_fun
+from ..train.fit import edge_std
+from ..ops.reference import coef2curve, resolve_base_fun
 
 __all__ = ["get_act", "edge_activations", "activation_scales", "node_arities",
            "attribution_scores", "attribute", "prune_node", "prune_edge", "prune",

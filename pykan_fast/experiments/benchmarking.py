@@ -10,8 +10,8 @@ import time
 
 import torch
 
-from .layer import KANLayer
-from .reference import b_batch
+from ..nn.layer import KANLayer
+from ..ops.reference import b_batch
 
 K = 3
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .. import functional
+from ...ops import functional
 from .fitting import Candidate, rank_functions
 from .library import SYMBOLIC_LIB
 

@@ -24,8 +24,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .lbfgs import LBFGS
-from .model import KAN
+from ..train.lbfgs import LBFGS
+from ..nn.model import KAN
 
 __all__ = ["ContinualRun", "ContinualResult", "peak_centers", "peaks", "region_bounds",
            "phase_data", "make_kan", "make_mlp", "continual_learning", "format_result",

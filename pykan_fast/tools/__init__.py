@@ -1,0 +1,1 @@
+"""Tools over a trained model: attribution and pruning, plots, symbolic regression."""

@@ -1,0 +1,1 @@
+"""Training: ``fit`` (pykan's loop and regulariser), pykan's L-BFGS, datasets."""
