@@ -6,7 +6,7 @@
 # baseline instruction set (PYKAN_FAST_ISA=generic).
 #
 #   scripts/check_packaging.sh                 # everything: ~2 min + the whole test suite
-#   PYKAN_PKG_TESTS="tests/test_cpu_kernels.py tests/test_layer.py" scripts/check_packaging.sh
+#   PYKAN_PKG_TESTS="tests/ops/test_cpu_kernels.py tests/nn/test_layer.py" scripts/check_packaging.sh
 #
 # Environment: PYTHON (default python3), PYKAN_PKG_WORK (default: a new /tmp/pykan_pkg.*;
 # holds dist/, the CMake build, the venvs and logs), PYKAN_PKG_EXTRAS (default "test"),
@@ -178,11 +178,11 @@ RC=0
 tail -n 15 "$WORK/pytest.log"
 [ "$RC" -eq 0 ] || fail "tests failed against the installed wheel (pytest exit $RC, $WORK/pytest.log)"
 
-stage "pytest tests/test_cpu_kernels.py with PYKAN_FAST_ISA=generic"
+stage "pytest tests/ops/test_cpu_kernels.py with PYKAN_FAST_ISA=generic"
 ISA=$(PYKAN_FAST_ISA=generic "$VPY" -c 'import pykan_fast._C as c; print(c.active_isa())')
 [ "$ISA" = generic ] || fail "PYKAN_FAST_ISA=generic gives active_isa() = $ISA"
 RC=0
-PYKAN_FAST_ISA=generic "$VPY" -m pytest -q -x -p no:cacheprovider "$REPO/tests/test_cpu_kernels.py" \
+PYKAN_FAST_ISA=generic "$VPY" -m pytest -q -x -p no:cacheprovider "$REPO/tests/ops/test_cpu_kernels.py" \
   > "$WORK/pytest-generic.log" 2>&1 || RC=$?
 tail -n 5 "$WORK/pytest-generic.log"
 [ "$RC" -eq 0 ] || fail "tests failed with PYKAN_FAST_ISA=generic (pytest exit $RC, $WORK/pytest-generic.log)"

@@ -4,8 +4,8 @@
 # with the sanitizer runtimes preloaded. Exits non-zero on a test failure and on any
 # sanitizer report (the reports are printed at the end).
 #
-#   scripts/sanitize.sh                      # tests/test_cpu_kernels.py test_bad_input.py test_fuzz.py test_double_backward.py test_stack.py
-#   scripts/sanitize.sh tests/test_fuzz.py -x   # other pytest arguments (paths relative to the repo)
+#   scripts/sanitize.sh                      # tests/ops/test_cpu_kernels.py tests/ops/test_bad_input.py tests/ops/test_fuzz.py tests/ops/test_double_backward.py tests/nn/test_stack.py
+#   scripts/sanitize.sh tests/ops/test_fuzz.py -x   # other pytest arguments (paths relative to the repo)
 #
 # Environment: PYTHON (default python3; needs torch, numpy, pytest, hypothesis,
 # scikit-build-core, pybind11, cmake, ninja installed), PYKAN_SAN_VENV (default
@@ -20,8 +20,8 @@ BUILD_DIR=${PYKAN_SAN_BUILD_DIR:-$REPO/build/sanitize}
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 
 if [ "$#" -eq 0 ]; then
-  set -- tests/test_cpu_kernels.py tests/test_bad_input.py tests/test_fuzz.py tests/test_double_backward.py \
-    tests/test_stack.py
+  set -- tests/ops/test_cpu_kernels.py tests/ops/test_bad_input.py tests/ops/test_fuzz.py tests/ops/test_double_backward.py \
+    tests/nn/test_stack.py
 fi
 # Test paths are given relative to the repository; pytest runs from elsewhere.
 ARGS=()

@@ -227,7 +227,7 @@ class TestInterpreter:
         """A double interior knot (pykan's update_grid_from_samples makes them with
         grid_eps=0 on data with repeated values): pykan zeroes the whole basis whose
         recursion meets 0/0 (nan_to_num of each order), and so do the kernels. y and the
-        coef / scale_sp gradients, as tests/test_cpu_kernels.py: the reference's grad_x is
+        coef / scale_sp gradients, as tests/ops/test_cpu_kernels.py: the reference's grad_x is
         NaN there (autograd through the 0/0 terms)."""
         force_path(path)
         params, x = make_problem(16, 2, 3, 6, k, "uniform")

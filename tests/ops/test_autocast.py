@@ -1,6 +1,6 @@
 """torch.autocast (issue 6.3). On CPU the layer takes the low-precision activations
 autocast hands it, computes in float32 and returns float32; doubles are left alone, as
-autocast does. (CUDA: float32 compute, autocast-dtype output; tests/test_triton.py.)"""
+autocast does. (CUDA: float32 compute, autocast-dtype output; tests/ops/test_triton.py.)"""
 
 from __future__ import annotations
 
