@@ -3,12 +3,14 @@ update and extension) with its forward on the fused kernels."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from torch import nn
 
 from ..ops import functional
-from ..ops.checks import check_order
+from ..ops.checks import check_like, check_order, check_tensor
 from ..ops.grid import curve2coef, extend_grid, uniform_grid
 from ..ops.reference import b_batch, coef2curve
 
@@ -81,9 +83,10 @@ class KANLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x: `[B, in]` -> y: `[B, out]`."""
-        self.cache_data = x.detach()
-        return functional.kan_layer(x, self.grid, self.coef, self.scale_base, self.scale_sp,
-                                    self.mask, self.k, self.base_fun, self.backend)
+        y = functional.kan_layer(x, self.grid, self.coef, self.scale_base, self.scale_sp,
+                                 self.mask, self.k, self.base_fun, self.backend)
+        self.cache_data = x.detach()  # after the call: it checks that x is a tensor
+        return y
 
     # ---- grids -----------------------------------------------------------------------
 
@@ -103,32 +106,74 @@ class KANLayer(nn.Module):
         Per input: ``G+1`` quantile knots of x mixed with the uniform grid over the same
         span (``grid_eps``), extended by ``k``; coef refitted by least squares.
         ``mode="grid"`` fits on 2G+1 points of the new grid instead of the samples.
+
+        Unlike pykan, bad samples never give a NaN grid or coef: non-finite samples are
+        left out (per input, with a warning that says how many); an input with fewer
+        than 2 finite samples keeps its grid and coef; where the samples span nothing
+        (all equal) the knots keep the old span, centred on the samples; knots that
+        would coincide (ties with ``grid_eps=0``) are mixed with 2% of the uniform grid.
         """
         if mode not in ("sample", "grid"):
             raise ValueError(f"mode: expected 'sample' or 'grid', got {mode!r}")
+        check_tensor("x", x)
         if x.dim() != 2 or x.shape[1] != self.in_dim:
             raise ValueError(f"x: expected shape [batch, {self.in_dim}], got {list(x.shape)}")
         if x.shape[0] < 2:
             raise ValueError(f"x: expected at least 2 samples, got {x.shape[0]}")
+        if x.device != self.grid.device:
+            check_like("x", x, self.grid)
         x = x.to(self.grid.dtype)
+        finite = torch.isfinite(x)
+        if bool(finite.all()):
+            self._update_inputs(x, slice(None), mode)
+            return
+        bad = int((~finite).any(1).sum())
+        warnings.warn(f"update_grid_from_samples: {bad} of {x.shape[0]} samples have non-finite "
+                      "values; left out of the grid and the refit", RuntimeWarning, stacklevel=2)
+        for i in range(self.in_dim):  # each input keeps its own finite samples
+            column = x[finite[:, i], i:i + 1]
+            if column.shape[0] >= 2:
+                self._update_inputs(column, slice(i, i + 1), mode)
+
+    def _update_inputs(self, x: torch.Tensor, inputs: slice, mode: str) -> None:
+        """The grid update of inputs ``inputs`` (rows of grid and coef) on finite x."""
+        old_grid, old_coef = self.grid[inputs], self.coef[inputs]
         x_pos = torch.sort(x, dim=0)[0]
-        num_interval = self.grid.shape[1] - 1 - 2 * self.k
-        new_interior = self._adaptive_knots(x_pos, num_interval)
+        num_interval = old_grid.shape[1] - 1 - 2 * self.k
+        old_span = old_grid[:, -self.k - 1] - old_grid[:, self.k]
+        new_interior = self._adaptive_knots(x_pos, num_interval, old_span)
         samples = x_pos
         if mode == "grid":
-            samples = self._adaptive_knots(x_pos, 2 * num_interval).permute(1, 0)
+            samples = self._adaptive_knots(x_pos, 2 * num_interval, old_span).permute(1, 0)
         new_grid = extend_grid(new_interior, k_extend=self.k)
-        self.coef.data = self._refit(samples, new_grid, self.grid, self.coef, self.k)
-        self.grid.data = new_grid
+        new_coef = self._refit(samples, new_grid, old_grid, old_coef, self.k)
+        self.coef.data[inputs] = new_coef
+        self.grid.data[inputs] = new_grid
 
-    def _adaptive_knots(self, x_pos: torch.Tensor, num_interval: int) -> torch.Tensor:
-        """pykan's get_grid: quantile knots mixed with uniform ones, `[in, num_interval+1]`."""
+    def _adaptive_knots(self, x_pos: torch.Tensor, num_interval: int,
+                        old_span: torch.Tensor) -> torch.Tensor:
+        """pykan's get_grid: quantile knots mixed with uniform ones, `[in, num_interval+1]`.
+
+        Degenerate rows (see update_grid_from_samples) are made strictly increasing:
+        pykan's knots there coincide, and its bases divide by zero."""
         batch = x_pos.shape[0]
         ids = [int(batch / num_interval * i) for i in range(num_interval)] + [-1]
         adaptive = x_pos[ids, :].permute(1, 0)
-        h = (adaptive[:, [-1]] - adaptive[:, [0]]) / num_interval
-        uniform = adaptive[:, [0]] + h * torch.arange(num_interval + 1, device=x_pos.device)[None, :]
-        return self.grid_eps * uniform + (1 - self.grid_eps) * adaptive
+        lo, hi = adaptive[:, [0]], adaptive[:, [-1]]
+        steps = torch.arange(num_interval + 1, device=x_pos.device, dtype=x_pos.dtype)[None, :]
+        uniform = lo + (hi - lo) / num_interval * steps
+        knots = self.grid_eps * uniform + (1 - self.grid_eps) * adaptive
+        strict = (knots[:, 1:] > knots[:, :-1]).all(1, keepdim=True)
+        if bool(strict.all()):
+            return knots
+        eps = max(self.grid_eps, 0.02)
+        mixed = eps * uniform + (1 - eps) * adaptive
+        # No span (or below the float's resolution): the old span centred on the samples.
+        centre = (lo + hi) / 2
+        width = torch.maximum(old_span[:, None], centre.abs() * 64 * torch.finfo(x_pos.dtype).eps)
+        flat = centre + width * (steps / num_interval - 0.5)
+        mixed_strict = (mixed[:, 1:] > mixed[:, :-1]).all(1, keepdim=True)
+        return torch.where(strict, knots, torch.where(mixed_strict, mixed, flat))
 
     @torch.no_grad()
     def refine(self, new_grid: int, x: torch.Tensor | None = None) -> "KANLayer":

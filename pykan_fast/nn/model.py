@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..ops.checks import check_like, check_tensor
 from . import stack
 from .layer import KANLayer
 from .symbolic_layer import SymbolicKANLayer
@@ -256,9 +257,10 @@ class KAN(nn.Module):
                  y_th: float = 10.0):
         """The output and, when ``keep_inputs``, each layer's input with its graph (what
         the regulariser needs). Records ``cache_data`` and ``acts`` as pykan does."""
-        if not isinstance(x, torch.Tensor) or x.dim() != 2:
-            raise ValueError(f"x: expected a 2-D tensor [batch, inputs], got "
-                             f"{getattr(x, 'shape', type(x).__name__)}")
+        check_tensor("x", x)
+        if x.dim() != 2:
+            raise ValueError(f"x: expected a 2-D tensor [batch, inputs], got shape {list(x.shape)}")
+        check_like("x", x, self.act_fun[0].coef, owner="model")
         if self.input_id is not None:
             x = x[:, self.input_id]
         if x.shape[1] != self.width_in[0]:
@@ -348,19 +350,26 @@ class KAN(nn.Module):
 
     # ---- attribution, pruning, plotting (pykan_fast.tools.prune, pykan_fast.tools.plot) -----------
 
-    def get_act(self, x: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """Run on ``x`` (default: ``cache_data``) and return ``acts``; see
-        :func:`pykan_fast.tools.prune.get_act`."""
+    def get_act(self, x=None) -> list[torch.Tensor]:
+        """Run on ``x`` (default: ``cache_data``; a dataset dict: its ``train_input``, as
+        pykan) and return ``acts``; see :func:`pykan_fast.tools.prune.get_act`."""
         from ..tools.prune import get_act
 
+        if isinstance(x, dict):
+            x = x["train_input"]
         return get_act(self, x)
 
-    def attribute(self, l: int | None = None, i: int | None = None, out_score=None):
+    def attribute(self, l: int | None = None, i: int | None = None, out_score=None,
+                  plot: bool = False):
         """pykan's attribution scores (``node_scores``, ``edge_scores``,
-        ``subnode_scores``) at ``cache_data``; see :func:`pykan_fast.tools.prune.attribute`."""
+        ``subnode_scores``) at ``cache_data``; see :func:`pykan_fast.tools.prune.attribute`.
+        ``plot`` (with ``l`` and ``i``): node (l, i)'s input scores as a pyplot bar chart."""
         from ..tools.prune import attribute
 
-        return attribute(self, l, i, out_score)
+        scores = attribute(self, l, i, out_score)
+        if plot and l is not None and i is not None:
+            self._plot_input_scores(scores)
+        return scores
 
     @property
     def feature_score(self) -> torch.Tensor:
@@ -497,6 +506,107 @@ class KAN(nn.Module):
         return symbolic_formula(self, var=var, normalizer=normalizer,
                                 output_normalizer=output_normalizer, simplify=simplify,
                                 n_digit=n_digit)
+
+    # ---- model surgery and bookkeeping (pykan names) ----------------------------------
+
+    def copy(self) -> "KAN":
+        """An independent deep copy (pykan's ``copy``, which round-trips through checkpoint
+        files in the working directory; none are written here)."""
+        return copy.deepcopy(self)
+
+    @property
+    def n_edge(self) -> int:
+        """Number of active spline edges (mask > 0), pykan's ``n_edge``."""
+        return int(sum(int((layer.mask > 0).sum()) for layer in self.act_fun))
+
+    def get_params(self):
+        """``self.parameters()`` (pykan's name)."""
+        return self.parameters()
+
+    @torch.no_grad()
+    def evaluate(self, dataset: dict) -> dict:
+        """pykan's ``evaluate``: test RMSE, ``n_edge`` and ``n_grid`` (``self.grid``)."""
+        for key in ("test_input", "test_label"):
+            if key not in dataset:
+                raise ValueError(f"dataset: missing key {key!r}")
+        pred = self(dataset["test_input"])
+        rmse = torch.sqrt(torch.mean((pred - dataset["test_label"]) ** 2))
+        return {"test_loss": float(rmse), "n_edge": self.n_edge, "n_grid": self.grid}
+
+    def _check_node(self, l: int, i: int) -> None:
+        if isinstance(l, bool) or not isinstance(l, (int, np.integer)) or not 0 <= l <= self.depth:
+            raise ValueError(f"l: expected a node layer index in [0, {self.depth}], got {l!r}")
+        if isinstance(i, bool) or not isinstance(i, (int, np.integer)) or not 0 <= i < self.width_in[l]:
+            raise ValueError(f"i: expected a node index in [0, {self.width_in[l]}), got {i!r}")
+
+    @torch.no_grad()
+    def remove_edge(self, l: int, i: int, j: int) -> None:
+        """Switch edge (l, i, j) off: its spline mask and its symbolic mask to 0 (pykan
+        zeroes the spline mask only, so a symbolic edge stayed on)."""
+        from ..tools.symbolic.edges import check_edge
+
+        check_edge(self, l, i, j)
+        self.act_fun[l].mask[i, j] = 0.0
+        self.symbolic_fun[l].set_mask(i, j, 0.0)
+
+    @torch.no_grad()
+    def remove_node(self, l: int, i: int, mode: str = "all") -> None:
+        """pykan's ``remove_node``: zero the masks (spline and symbolic) of node (l, i)'s
+        incoming edges (``mode='down'``), outgoing edges (``'up'``) or both (``'all'``).
+        ``i`` indexes layer l's nodes and, on the incoming side, the subnodes of layer
+        l-1's outputs, as pykan. An input node has no incoming edges and an output node
+        no outgoing ones: those sides are skipped ('all') or refused (pykan indexes
+        layer -1 there)."""
+        if mode not in ("all", "up", "down"):
+            raise ValueError(f"mode: expected 'all', 'up' or 'down', got {mode!r}")
+        self._check_node(l, i)
+        down = mode in ("all", "down") and l > 0
+        up = mode in ("all", "up") and l < self.depth
+        if mode == "down" and not down or mode == "up" and not up:
+            raise ValueError(f"l: node layer {l} has no {'incoming' if mode == 'down' else 'outgoing'} edges")
+        if down:
+            self.act_fun[l - 1].mask[:, i] = 0.0
+            self.symbolic_fun[l - 1].mask[i, :] = 0.0
+        if up:
+            self.act_fun[l].mask[i, :] = 0.0
+            self.symbolic_fun[l].mask[:, i] = 0.0
+
+    def _plot_input_scores(self, scores: torch.Tensor) -> None:
+        """pykan's attribution bar chart of one node's input scores, on pyplot."""
+        import matplotlib.pyplot as plt
+
+        n = self.width_in[0]
+        plt.figure(figsize=(1 * n, 3))
+        plt.bar(range(n), scores.detach().cpu().numpy())
+        plt.xticks(range(n))
+
+    def speed(self, compile: bool = False):
+        """pykan's speed mode: symbolic branch, activation recording and checkpoints off;
+        ``compile=True`` returns ``torch.compile(self)``."""
+        self.symbolic_enabled = False
+        self.save_act = False
+        self.auto_save = False
+        return torch.compile(self) if compile else self
+
+    @torch.no_grad()
+    def initialize_from_another_model(self, another_model, x: torch.Tensor) -> "KAN":
+        """pykan's ``initialize_from_another_model``: this model (same width and k, any
+        grid) takes ``another_model``'s function: grids interpolated from its knots, coef
+        fitted to its splines on its activations at ``x``, scales, masks, affines and
+        (copies of) its symbolic branch."""
+        if [list(w) for w in another_model.width] != [list(w) for w in self.width]:
+            raise ValueError(f"another_model: expected width {self.width}, got {another_model.width}")
+        if [layer.k for layer in another_model.act_fun] != [layer.k for layer in self.act_fun]:
+            raise ValueError("another_model: expected the same spline order k in every layer")
+        acts = another_model.get_act(x)
+        for l, layer in enumerate(self.act_fun):
+            child = another_model.act_fun[l].refine(layer.num, x=acts[l])
+            for name in ("grid", "coef", "scale_base", "scale_sp", "mask"):
+                getattr(layer, name).data = getattr(child, name).data.to(getattr(layer, name).device)
+        self._copy_affines_from(another_model)
+        self.symbolic_fun = copy.deepcopy(another_model.symbolic_fun)
+        self.symbolic_enabled = getattr(another_model, "symbolic_enabled", True)
+        return self
 
     # ---- save / load ------------------------------------------------------------------
 

@@ -21,10 +21,43 @@ def check_order(k) -> int:
     return int(k)
 
 
-def _tensor(name: str, value) -> torch.Tensor:
+def type_name(value) -> str:
+    """``numpy.ndarray``, ``list``: the type as a user would write it."""
+    cls = type(value)
+    module = cls.__module__.split(".")[0]
+    return cls.__qualname__ if module == "builtins" else f"{module}.{cls.__qualname__}"
+
+
+def check_tensor(name: str, value) -> torch.Tensor:
+    """A TypeError naming ``name`` and the fix unless ``value`` is a tensor."""
     if not isinstance(value, torch.Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(value).__name__}")
+        raise TypeError(f"{name}: expected a torch.Tensor, got {type_name(value)} "
+                        f"(use torch.as_tensor({name}))")
     return value
+
+
+_tensor = check_tensor
+
+# The Tensor/Module method that converts to each dtype (for the suggested fix).
+_DTYPE_METHOD = {torch.float16: "half", torch.bfloat16: "bfloat16", torch.float32: "float",
+                 torch.float64: "double"}
+
+
+def _dtype_fix(dtype: torch.dtype) -> str:
+    method = _DTYPE_METHOD.get(dtype)
+    return f"{method}()" if method else f"to({dtype})"
+
+
+def check_like(name: str, x: torch.Tensor, ref: torch.Tensor, owner: str = "layer") -> None:
+    """``x`` has ``ref``'s dtype and device (``ref``: a parameter of ``owner``), else an
+    error that says which differs and how to fix it on either side."""
+    if x.dtype != ref.dtype and x.dtype in FLOAT_DTYPES:
+        have, want = str(x.dtype).replace("torch.", ""), str(ref.dtype).replace("torch.", "")
+        raise TypeError(f"{name} is {have} but the {owner} is {want}: use "
+                        f"{name}.{_dtype_fix(ref.dtype)} or {owner}.{_dtype_fix(x.dtype)}")
+    if x.device != ref.device:
+        raise ValueError(f"{name} is on {x.device} but the {owner} is on {ref.device}: use "
+                         f"{name}.to('{ref.device}') or {owner}.to('{x.device}')")
 
 
 def check_layer_args(x, grid, coef, scale_base, scale_sp, mask, k, check_values: bool = True) -> None:
@@ -69,8 +102,12 @@ def check_layer_args(x, grid, coef, scale_base, scale_sp, mask, k, check_values:
         t = _tensor(name, t)
         if tuple(t.shape) != (in_dim, out_dim):
             raise ValueError(f"{name}: expected shape [in={in_dim}, out={out_dim}], got {list(t.shape)}")
-    for name, t in (("grid", grid), ("coef", coef), ("scale_base", scale_base),
-                    ("scale_sp", scale_sp), ("mask", mask)):
+    params = (("grid", grid), ("coef", coef), ("scale_base", scale_base),
+              ("scale_sp", scale_sp), ("mask", mask))
+    # The parameters agree with each other and x differs: x is what the caller got wrong.
+    if len({t.dtype for _, t in params}) == 1 and len({t.device for _, t in params}) == 1:
+        check_like("x", x, grid)
+    for name, t in params:
         if t.dtype != x.dtype:
             raise TypeError(f"{name}: expected dtype {x.dtype} like x, got {t.dtype}")
         if t.device != x.device:

@@ -10,14 +10,19 @@ regulariser is switched on (``lamb > 0``).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
 from ..ops import functional
+from .data_checks import check_dataset
+from .guard import NonFiniteError, Snapshot, check_on_nonfinite, nonfinite_reason
 from .lbfgs import LBFGS
+from .threads import check_threads, threads_for
 from ..ops.reference import coef2curve, resolve_base_fun
 
-__all__ = ["fit", "regularization", "edge_std"]
+__all__ = ["fit", "fit_dataset", "regularization", "edge_std"]
 
 _REG_METRICS = ("edge_forward_spline_n", "edge_forward_sum", "edge_forward_spline_u")
 
@@ -199,17 +204,45 @@ def _progress(steps: int, progress: bool):
     return bar, bar
 
 
-def fit(model, dataset: dict, opt: str = "LBFGS", steps: int = 100, log: int = 1,
-        lamb: float = 0.0, lamb_l1: float = 1.0, lamb_entropy: float = 2.0,
-        lamb_coef: float = 0.0, lamb_coefdiff: float = 0.0, update_grid: bool = True,
-        grid_update_num: int = 10, loss_fn=None, lr: float = 1.0,
-        start_grid_update_step: int = -1, stop_grid_update_step: int = 50, batch: int = -1,
-        metrics=None, reg_metric: str = "edge_forward_spline_n", display_metrics=None,
-        progress: bool = True, max_elements: int = 1 << 20,
-        singularity_avoiding: bool = False, y_th: float = 1000.0) -> dict:
+def fit(model, data, *args, **kwargs) -> dict:
+    """Train ``model`` (a :class:`pykan_fast.KAN`, or one wrapped in
+    DistributedDataParallel in the loader mode).
+
+    Two modes, by what ``data`` is:
+
+    * a dict ``{"train_input", "train_label", "test_input", "test_label"}``: pykan 0.2.8's
+      ``MultKAN.fit``, step for step (see :func:`fit_dataset` for the arguments);
+    * anything else: an iterable of ``(input, label)`` batches, e.g. a
+      ``torch.utils.data.DataLoader``, trained for ``epochs`` with any optimizer,
+      scheduler, evaluation, early stopping and checkpoints (see
+      :func:`pykan_fast.train.loop.fit_loader`).
+
+    Both check the data before the first step, stop with
+    :class:`~pykan_fast.train.guard.NonFiniteError` (model restored to the last finite
+    step) when a loss or gradient goes NaN or inf (``on_nonfinite="skip"`` skips such
+    batches instead), and return the history so far on KeyboardInterrupt.
+    """
+    if isinstance(data, dict):
+        return fit_dataset(model, data, *args, **kwargs)
+    from .loop import fit_loader
+
+    return fit_loader(model, data, *args, **kwargs)
+
+
+def fit_dataset(model, dataset: dict, opt: str = "LBFGS", steps: int = 100, log: int = 1,
+                lamb: float = 0.0, lamb_l1: float = 1.0, lamb_entropy: float = 2.0,
+                lamb_coef: float = 0.0, lamb_coefdiff: float = 0.0, update_grid: bool = True,
+                grid_update_num: int = 10, loss_fn=None, lr: float = 1.0,
+                start_grid_update_step: int = -1, stop_grid_update_step: int = 50,
+                batch: int = -1, metrics=None, reg_metric: str = "edge_forward_spline_n",
+                display_metrics=None, progress: bool = True, max_elements: int = 1 << 20,
+                singularity_avoiding: bool = False, y_th: float = 1000.0,
+                on_nonfinite: str = "raise", threads="auto") -> dict:
     """Train ``model`` (a :class:`pykan_fast.KAN`) as pykan's ``MultKAN.fit``.
 
-    ``dataset``: ``train_input``, ``train_label``, ``test_input``, ``test_label``.
+    ``dataset``: ``train_input``, ``train_label``, ``test_input``, ``test_label``
+    (checked first: 2-D float inputs with the model's columns, dtype and device, labels
+    with as many rows, all finite; the error names the key and the first bad row).
     Each step draws ``batch`` rows (all if -1) with ``np.random.choice`` as pykan; updates
     the grids on them every ``stop_grid_update_step // grid_update_num`` steps while
     ``start_grid_update_step <= step < stop_grid_update_step``; takes one optimizer step
@@ -223,10 +256,15 @@ def fit(model, dataset: dict, opt: str = "LBFGS", steps: int = 100, log: int = 1
     in it. ``singularity_avoiding``/``y_th``: the training forward uses the symbolic
     functions' finite forms (threshold ``y_th``), as pykan; the test loss does not. Unlike pykan, ``reg`` is 0 at every step when ``lamb == 0`` (pykan also
     evaluates it at the last step) and the global torch seed is not reset by L-BFGS.
+
+    Never loses the model (pykan trains on into NaN): a step whose training loss, gradient
+    or parameters are non-finite is undone (parameters and grids as before it) and
+    raises :class:`~pykan_fast.train.guard.NonFiniteError` naming the step
+    (``on_nonfinite="skip"``: the step is dropped, the optimizer state reset, and training
+    goes on; its history entries are NaN). KeyboardInterrupt: the model is left at the
+    last completed step and the history so far is returned. ``threads``: torch threads
+    for the loop ("auto": 1 for small work, see :mod:`pykan_fast.train.threads`).
     """
-    for key in ("train_input", "train_label", "test_input", "test_label"):
-        if key not in dataset:
-            raise ValueError(f"dataset: missing key {key!r}")
     if opt not in ("LBFGS", "Adam"):
         raise ValueError(f"opt: expected 'LBFGS' or 'Adam', got {opt!r}")
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
@@ -235,6 +273,10 @@ def fit(model, dataset: dict, opt: str = "LBFGS", steps: int = 100, log: int = 1
         raise ValueError(f"log: expected a positive int, got {log!r}")
     if lamb > 0:
         _check_reg_metric(reg_metric)
+    check_on_nonfinite(on_nonfinite)
+    check_threads(threads)
+    n_inputs = model.width_in[0] if getattr(model, "input_id", None) is None else None
+    check_dataset(dataset, n_inputs, model.act_fun[0].coef)
     metrics = list(metrics) if metrics is not None else []
 
     train_x, train_y = dataset["train_input"], dataset["train_label"]
@@ -276,51 +318,82 @@ def fit(model, dataset: dict, opt: str = "LBFGS", steps: int = 100, log: int = 1
         state["reg"] = reg.detach()
         return train_loss + lamb * reg
 
+    snapshot = Snapshot(model)
+    n_params = sum(p.numel() for p in params)
     bar, steps_iter = _progress(steps, progress)
     try:
-        for step in steps_iter:
-            train_id = np.random.choice(n_train, batch_size, replace=False)
-            test_id = np.random.choice(n_test, batch_size_test, replace=False)
-            x, y = train_x[train_id], train_y[train_id]
+        with threads_for(threads, batch_size, n_params):
+            for step in steps_iter:
+                snapshot.take()
+                train_id = np.random.choice(n_train, batch_size, replace=False)
+                test_id = np.random.choice(n_test, batch_size_test, replace=False)
+                x, y = train_x[train_id], train_y[train_id]
 
-            if (update_grid and step % grid_update_freq == 0 and step < stop_grid_update_step
-                    and step >= start_grid_update_step):
-                model.update_grid(x)
+                if (update_grid and step % grid_update_freq == 0 and step < stop_grid_update_step
+                        and step >= start_grid_update_step):
+                    model.update_grid(x)
 
-            if opt == "LBFGS":
-                def closure():
-                    for p in params:  # optimizer.zero_grad() without its profiler scope
-                        p.grad = None
-                    loss = objective(x, y)
-                    loss.backward()
-                    return loss
+                if opt == "LBFGS":
+                    def closure():
+                        for p in params:  # optimizer.zero_grad() without its profiler scope
+                            p.grad = None
+                        loss = objective(x, y)
+                        loss.backward()
+                        return loss
 
-                optimizer.step(closure)
-            else:
-                loss = objective(x, y)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-
-            with torch.no_grad():
-                test_loss = loss_fn(model(test_x[test_id]), test_y[test_id])
-            for metric in metrics:
-                history[metric.__name__].append(float(metric()))
-            history["train_loss"].append(float(torch.sqrt(state["train_loss"])))
-            history["test_loss"].append(float(torch.sqrt(test_loss)))
-            history["reg"].append(float(state["reg"]))
-
-            if bar is not None and step % log == 0:
-                if display_metrics is None:
-                    bar.set_description("| train_loss: %.2e | test_loss: %.2e | reg: %.2e | " % (
-                        history["train_loss"][-1], history["test_loss"][-1], history["reg"][-1]))
+                    optimizer.step(closure)
+                    reason = nonfinite_reason(state["train_loss"], model, False, True)
                 else:
-                    for name in display_metrics:
-                        if name not in history:
-                            raise ValueError(f"display_metrics: {name!r} not recognized")
-                    bar.set_description("".join(
-                        f" {name}: {history[name][-1]:.2e} |" for name in display_metrics))
+                    loss = objective(x, y)
+                    optimizer.zero_grad()
+                    loss.backward()
+                    # Before the step: Adam's moments must not take in a NaN gradient.
+                    reason = nonfinite_reason(loss.detach(), model, True, False)
+                    if reason is None:
+                        optimizer.step()
+                        reason = nonfinite_reason(None, model, False, True)
+                if reason is not None:
+                    snapshot.restore()
+                    if on_nonfinite == "raise":
+                        raise NonFiniteError(step, reason, history)
+                    optimizer.state.clear()  # L-BFGS's history may hold the bad step
+                    _skip_warning(step, reason)
+
+                with torch.no_grad():
+                    test_loss = loss_fn(model(test_x[test_id]), test_y[test_id])
+                for metric in metrics:
+                    history[metric.__name__].append(float(metric()))
+                nan = float("nan")
+                history["train_loss"].append(nan if reason else float(torch.sqrt(state["train_loss"])))
+                history["test_loss"].append(float(torch.sqrt(test_loss)))
+                history["reg"].append(nan if reason else float(state["reg"]))
+
+                if bar is not None and step % log == 0:
+                    if display_metrics is None:
+                        bar.set_description("| train_loss: %.2e | test_loss: %.2e | reg: %.2e | " % (
+                            history["train_loss"][-1], history["test_loss"][-1], history["reg"][-1]))
+                    else:
+                        for name in display_metrics:
+                            if name not in history:
+                                raise ValueError(f"display_metrics: {name!r} not recognized")
+                        bar.set_description("".join(
+                            f" {name}: {history[name][-1]:.2e} |" for name in display_metrics))
+    except KeyboardInterrupt:
+        snapshot.restore()  # a step cut short: back to the last completed one
+        for values in history.values():
+            del values[len(history["test_loss"]):]
+        _interrupt_warning(len(history["test_loss"]))
     finally:
         if bar is not None:
             bar.close()
     return history
+
+
+def _skip_warning(step: int, reason: str) -> None:
+    warnings.warn(f"fit: step {step} skipped: {reason}; parameters and grids kept from "
+                  "before it", RuntimeWarning, stacklevel=3)
+
+
+def _interrupt_warning(completed: int) -> None:
+    warnings.warn(f"fit: interrupted; the model holds the state after {completed} completed "
+                  "steps and the history so far is returned", RuntimeWarning, stacklevel=3)

@@ -76,7 +76,7 @@ FUNCTIONAL_CASES = [
     ("x-bool", _set(x=lambda a: a["x"] > 0), TypeError, "x"),
     ("x-complex", _set(x=lambda a: a["x"].to(torch.complex128)), TypeError, "x"),
     ("x-wrong-in", _set(x=lambda a: a["x"][:, :2]), ValueError, "(x|grid)"),
-    ("x-float32-others-float64", _set(x=lambda a: a["x"].float()), TypeError, "grid"),
+    ("x-float32-others-float64", _set(x=lambda a: a["x"].float()), TypeError, "x"),
     # grid
     ("grid-rank1", _set(grid=lambda a: a["grid"][0]), ValueError, "grid"),
     ("grid-rank3", _set(grid=lambda a: a["grid"][None]), ValueError, "grid"),
