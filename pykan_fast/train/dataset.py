@@ -1,11 +1,14 @@
-"""``create_dataset``: pykan 0.2.8's synthetic regression data, draw for draw."""
+"""``create_dataset``: pykan 0.2.8's synthetic regression data, draw for draw;
+``create_dataset_from_data``: its train/test split of given data, checked first."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-__all__ = ["create_dataset"]
+from .data_checks import check_label, check_split
+
+__all__ = ["create_dataset", "create_dataset_from_data"]
 
 
 def create_dataset(f, n_var: int = 2, f_mode: str = "col", ranges=(-1, 1), train_num: int = 1000,
@@ -65,4 +68,28 @@ def create_dataset(f, n_var: int = 2, f_mode: str = "col", ranges=(-1, 1), train
         "test_input": test_input.to(device),
         "train_label": train_label.to(device),
         "test_label": test_label.to(device),
+    }
+
+
+def create_dataset_from_data(inputs, labels, train_ratio: float = 0.8, device="cpu") -> dict:
+    """pykan's ``create_dataset_from_data``: a random ``train_ratio`` of the rows (drawn
+    with ``np.random.choice`` from numpy's global generator, as pykan) for training, the
+    rest for testing.
+
+    ``inputs`` `[N, n_in]` and ``labels`` (N rows) are checked first: tensors, floating
+    inputs, the same number of rows, finite (the error names the argument and the first
+    bad row). Unlike pykan, the test rows keep their original order (pykan's comes from a
+    Python set, which depends on hashing)."""
+    check_split("inputs", inputs)
+    check_label("labels", labels, inputs.shape[0], "inputs")
+    if not 0.0 < float(train_ratio) < 1.0:
+        raise ValueError(f"train_ratio: expected a number in (0, 1), got {train_ratio!r}")
+    num = inputs.shape[0]
+    train_id = np.random.choice(num, int(num * train_ratio), replace=False)
+    test_id = np.setdiff1d(np.arange(num), train_id)
+    return {
+        "train_input": inputs[train_id].detach().to(device),
+        "test_input": inputs[test_id].detach().to(device),
+        "train_label": labels[train_id].detach().to(device),
+        "test_label": labels[test_id].detach().to(device),
     }
