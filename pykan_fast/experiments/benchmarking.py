@@ -68,6 +68,20 @@ def make(provider: str, batch: int, in_dim: int, out_dim: int, grid: int):
 
 PROVIDERS = ["pykan_fast", "reference", "dense_basis", "gemm_floor", "inkan", "flashkan"]
 
+# What each provider is, for the tables (python -m pykan_fast bench, bench/RESULTS.md).
+DESCRIPTIONS = {
+    "pykan_fast": "this package's fused C++ kernels (KANLayer, backend='cpu')",
+    "reference": "pure-torch reference, pykan's algorithm: dense [B, in, out, G+k] bases",
+    "dense_basis": "efficient-kan style: all G+k bases as a [B, in*(G+k)] matrix, one GEMM",
+    "gemm_floor": "not a KAN: one dense GEMM doing the same useful multiply-adds, "
+                  "B*in*out*(k+2) (the floor to aim at)",
+    "inkan": "the published inkan 0.5.2 layer",
+    "flashkan": "the published flashkan 0.2.0 layer",
+}
+
+# The reference is left out above this many bytes of dense bases (B*in*out*(G+k) floats).
+REFERENCE_MAX_BYTES = 2**31
+
 
 def run(module, x, mode: str, grad_y=None):
     if mode == "fwd":
@@ -91,16 +105,23 @@ def median_ms(fn, rounds: int = 5, warmup: int = 1) -> float:
     return times[len(times) // 2] * 1e3
 
 
-def compare(batch: int, in_dim: int, out_dim: int, grid: int, providers=None, rounds: int = 5):
-    """Rows (provider, mode, ms) for one shape; providers that are not installed, or the
-    reference when it would need more than ~2 GiB, are left out."""
+def compare(batch: int, in_dim: int, out_dim: int, grid: int, providers=None, rounds: int = 5,
+            skipped: dict | None = None):
+    """Rows (provider, mode, ms) for one shape. Providers that are not installed, or the
+    reference when its dense bases would need more than ``REFERENCE_MAX_BYTES``, are
+    left out; ``skipped`` (a dict, if given) receives provider -> the reason."""
     rows = []
+    skipped = {} if skipped is None else skipped
     for provider in providers or PROVIDERS:
-        if provider == "reference" and batch * in_dim * out_dim * (grid + K) * 4 > 2**31:
+        dense_bytes = batch * in_dim * out_dim * (grid + K) * 4
+        if provider == "reference" and dense_bytes > REFERENCE_MAX_BYTES:
+            skipped[provider] = (f"its dense bases would take {dense_bytes / 2**30:.1f} GiB "
+                                 f"(limit {REFERENCE_MAX_BYTES / 2**30:.0f} GiB)")
             continue
         try:
             module, x = make(provider, batch, in_dim, out_dim, grid)
-        except ImportError:
+        except ImportError as error:
+            skipped[provider] = str(error)
             continue
         grad_y = torch.randn(batch, out_dim)
         for mode in ("fwd", "fwd+bwd"):

@@ -33,14 +33,29 @@ def _speed_against_reference(batch: int, in_dim: int, out_dim: int, grid: int) -
     _print_table(["mode", "pykan_fast", "reference", "speed-up"], table)
 
 
+def _progress_bars(args) -> bool:
+    """tqdm bars only on a terminal: a redirected log gets one line per stage instead."""
+    return not getattr(args, "no_progress", False) and sys.stdout.isatty()
+
+
 def demo(args) -> int:
     from . import grid_extension as experiments
 
-    grids = (3, 5, 10, 20) if args.quick else (3, 5, 10, 20, 50, 100, 200)
-    steps = 30 if args.quick else 200
+    full = getattr(args, "full", False)
+    grids = (3, 5, 10, 20, 50, 100, 200) if full else (3, 5, 10, 20)
+    steps = 200 if full else 30
+    progress = _progress_bars(args)
     print("Fitting a KAN [2, 5, 1] (k=3) to f(x, y) = exp(sin(pi x) + y^2) with grid "
-          f"extension: grids {list(grids)}, {steps} LBFGS steps each, cpu backend.")
-    rows = experiments.grid_extension(grids=grids, steps=steps, progress=not args.no_progress)
+          f"extension: grids {list(grids)}, {steps} LBFGS steps each, cpu backend"
+          + ("." if full else " (the paper's grids to 200: --full)."), flush=True)
+
+    def stage_done(row) -> None:
+        if not progress:
+            print(f"  G={row.grid}: train RMSE {row.train_rmse:.3e}, test RMSE "
+                  f"{row.test_rmse:.3e} ({row.seconds:.1f} s)", flush=True)
+
+    rows = experiments.grid_extension(grids=grids, steps=steps, progress=progress,
+                                      on_row=stage_done)
     _print_table(["grid", "train RMSE", "test RMSE", "seconds"],
                  [(r.grid, f"{r.train_rmse:.3e}", f"{r.test_rmse:.3e}", f"{r.seconds:.1f}")
                   for r in rows])
@@ -69,11 +84,12 @@ def _symbolic_part(args) -> None:
     the network plot."""
     from . import grid_extension as experiments
 
-    steps = 25 if args.quick else 50
+    steps = 50 if getattr(args, "full", False) else 25
     print(f"\nSymbolic regression: a sparse KAN [2, 5, 1] (lamb=0.01), pruned, refined to G=10, "
-          f"its edges fixed to x, x^2, exp or sin (auto_symbolic); {steps} LBFGS steps per stage.")
+          f"its edges fixed to x, x^2, exp or sin (auto_symbolic); {steps} LBFGS steps per stage.",
+          flush=True)
     try:
-        run = experiments.symbolic_regression(steps=steps, progress=not args.no_progress)
+        run = experiments.symbolic_regression(steps=steps, progress=_progress_bars(args))
     except ImportError as error:  # sympy is the 'symbolic' extra
         print(f"(no symbolic regression: {error})")
         return
@@ -88,16 +104,19 @@ def _symbolic_part(args) -> None:
     path = os.path.join(args.out, "kan_symbolic.png")
     try:
         run.model.plot(path=path, in_vars=[r"$x_1$", r"$x_2$"], out_vars=[r"$f$"],
-                       title="exp(sin(pi x) + y^2), symbolic")
+                       title="exp(sin(pi x) + y^2), symbolic", label_functions=True,
+                       legend=True)
         print(f"network plot written to {path}")
     except ImportError as error:
         print(f"(no plot: {error})")
 
 
 def bench(args) -> int:
-    from .benchmarking import compare
+    from .benchmarking import DESCRIPTIONS, compare
 
-    rows = compare(args.batch, args.in_dim, args.out_dim, args.grid, rounds=args.rounds)
+    skipped = {}
+    rows = compare(args.batch, args.in_dim, args.out_dim, args.grid, rounds=args.rounds,
+                   skipped=skipped)
     times = {(p, m): ms for p, m, ms in rows}
     print(f"KAN layer {args.in_dim} -> {args.out_dim}, batch {args.batch}, G={args.grid}, k=3, "
           f"float32, {torch.get_num_threads()} threads; median ms and time / pykan_fast's:")
@@ -110,6 +129,11 @@ def bench(args) -> int:
             cells += [f"{ms:.2f}", f"{ms / ours:.2f}x"] if ms and ours else ["-", "-"]
         table.append(cells)
     _print_table(["provider", "fwd ms", "fwd ratio", "fwd+bwd ms", "fwd+bwd ratio"], table)
+    print("\nProviders:")
+    for provider in dict.fromkeys(p for p, _, _ in rows):
+        print(f"  {provider}: {DESCRIPTIONS[provider]}")
+    for provider, why in skipped.items():
+        print(f"  {provider}: skipped, {why}")
     return 0
 
 
@@ -118,9 +142,11 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_demo = sub.add_parser("demo", help="fit exp(sin(pi x) + y^2) with grid extension, "
                             "then recover the formula (auto_symbolic)")
-    p_demo.add_argument("--quick", action="store_true", help="fewer grids and steps (CI)")
+    p_demo.add_argument("--full", action="store_true",
+                        help="the paper-scale run: grids to 200, 200 steps each (~20 min on 2 cores)")
     p_demo.add_argument("--out", default="pykan_fast_demo", help="folder for the plots")
-    p_demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p_demo.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (they are shown only on a terminal anyway)")
     p_demo.set_defaults(run=demo)
     p_bench = sub.add_parser("bench", help="print the kernel comparison table")
     p_bench.add_argument("--batch", type=int, default=4096)

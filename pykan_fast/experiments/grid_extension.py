@@ -18,8 +18,9 @@ from typing import NamedTuple
 
 import torch
 
-from ..train.dataset import create_dataset
 from ..nn.model import KAN
+from ..ops.threads import model_work, threads_for
+from ..train.dataset import create_dataset
 
 __all__ = ["GridRow", "grid_extension", "target_function", "plot_grid_extension",
            "SymbolicRun", "symbolic_regression"]
@@ -49,7 +50,7 @@ def grid_extension(grids=(3, 5, 10, 20, 50, 100, 200), steps: int = 200,
                    train_num: int = 1000, test_num: int = 1000, backend: str | None = None,
                    progress: bool = True, width=(2, 5, 1), k: int = 3, seed: int = 1,
                    dtype: torch.dtype = torch.float64, stop_grid_update_step: int = 30,
-                   data_seed: int = 0) -> list[GridRow]:
+                   data_seed: int = 0, on_row=None) -> list[GridRow]:
     """Train a KAN on ``target_function`` at each grid size in turn; one row per grid.
 
     The first grid builds ``KAN(width, grid=grids[0], k, seed)``; each later one is
@@ -59,6 +60,8 @@ def grid_extension(grids=(3, 5, 10, 20, 50, 100, 200), steps: int = 200,
     the defaults, float32 bottoms out at a test RMSE of 9e-5 (G=20..50) and a train RMSE
     of 8e-6 (G=200), float64 at 4e-5 and 1e-8. RMSE is measured on the full train and
     test sets after training; ``seconds`` is the wall time of the extension and training.
+    ``on_row(row)`` is called after each grid (the CLI prints a line per stage with it).
+    Small models train on one thread (:func:`pykan_fast.ops.threads.threads_for`).
     """
     grids = [int(g) for g in grids]
     if not grids or any(g < 1 for g in grids):
@@ -69,15 +72,19 @@ def grid_extension(grids=(3, 5, 10, 20, 50, 100, 200), steps: int = 200,
     model = None
     for grid in grids:
         start = time.perf_counter()
-        if model is None:
+        extend = model is not None
+        if not extend:
             model = KAN(list(width), grid=grid, k=k, seed=seed, dtype=dtype, backend=backend)
-        else:
-            model = model.refine(grid)
-        model.fit(dataset, opt="LBFGS", steps=steps, stop_grid_update_step=stop_grid_update_step,
-                  progress=progress)
+        with threads_for(model_work(model, train_num)):
+            if extend:
+                model = model.refine(grid)
+            model.fit(dataset, opt="LBFGS", steps=steps,
+                      stop_grid_update_step=stop_grid_update_step, progress=progress)
         seconds = time.perf_counter() - start
         rows.append(GridRow(grid, _rmse(model, dataset["train_input"], dataset["train_label"]),
                             _rmse(model, dataset["test_input"], dataset["test_label"]), seconds))
+        if on_row is not None:
+            on_row(rows[-1])
     return rows
 
 
@@ -142,16 +149,17 @@ def symbolic_regression(width=(2, 5, 1), grid: int = 5, fine_grid: int = 10, ste
                              seed=data_seed, dtype=dtype)
     fit = dict(opt="LBFGS", steps=steps, progress=progress)
     model = KAN(list(width), grid=grid, k=3, seed=seed, dtype=dtype, backend=backend)
-    model.fit(dataset, lamb=lamb, **fit)
-    if prune:
-        model = model.prune()
+    with threads_for(model_work(model, train_num)):
+        model.fit(dataset, lamb=lamb, **fit)
+        if prune:
+            model = model.prune()
+            model.fit(dataset, **fit)
+        model = model.refine(fine_grid)
         model.fit(dataset, **fit)
-    model = model.refine(fine_grid)
-    model.fit(dataset, **fit)
-    spline_rmse = _rmse(model, dataset["test_input"], dataset["test_label"])
-    model(dataset["train_input"][:fit_samples])
-    model.auto_symbolic(lib=list(lib), verbose=0)
-    model.fit(dataset, update_grid=False, **fit)
+        spline_rmse = _rmse(model, dataset["test_input"], dataset["test_label"])
+        model(dataset["train_input"][:fit_samples])
+        model.auto_symbolic(lib=list(lib), verbose=0)
+        model.fit(dataset, update_grid=False, **fit)
     formulas, variables = model.symbolic_formula()
     import sympy  # symbolic_formula has checked it is there
 

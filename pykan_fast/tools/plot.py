@@ -36,6 +36,18 @@ def _edge_style(model, l: int, i: int, j: int) -> tuple[str, float]:
     return ("black", 1.0) if numeric else ("white", 0.0)
 
 
+_EDGE_COLOURS = (("black", "spline"), ("red", "symbolic (fixed function)"),
+                 ("purple", "spline and symbolic"))
+
+
+def _fixed_function(model, l: int, i: int, j: int) -> str | None:
+    """The name of edge (l, i, j)'s fixed symbolic function, or None if it has none."""
+    symbolic_fun = getattr(model, "symbolic_fun", None)
+    if symbolic_fun is None or float(symbolic_fun[l].mask[j, i]) == 0:
+        return None
+    return symbolic_fun[l].funs_name[j][i]
+
+
 def _label(value) -> str:
     """A variable name: a string as it is, a sympy expression as LaTeX (pykan)."""
     if isinstance(value, str):
@@ -55,7 +67,8 @@ def _sample_positions(n: int, max_points: int) -> torch.Tensor:
 @torch.no_grad()
 def plot(model, folder=None, beta: float = 3, metric: str = "backward", scale: float = 0.5,
          tick: bool = False, sample: bool = False, in_vars=None, out_vars=None, title=None,
-         varscale: float = 1.0, path=None, max_points: int = 1000, max_elements: int = 1 << 20):
+         varscale: float = 1.0, path=None, max_points: int = 1000, max_elements: int = 1 << 20,
+         label_functions: bool = False, legend: bool = False):
     """Draw ``model`` as pykan's ``MultKAN.plot`` does; return the matplotlib ``Figure``.
 
     ``metric``: ``"backward"`` (attribution ``edge_scores``), ``"forward_n"`` (each edge's
@@ -64,7 +77,9 @@ def plot(model, folder=None, beta: float = 3, metric: str = "backward", scale: f
     ``tick``: each panel's input/output range as ticks; ``sample``: the samples as dots;
     ``in_vars``/``out_vars``: input/output names (strings or sympy expressions);
     ``title``; ``varscale``: the names' font size factor. Each panel draws at most
-    ``max_points`` of the sorted input samples.
+    ``max_points`` of the sorted input samples. ``label_functions``: each fixed
+    (symbolic) edge's panel is labelled with its function's name; ``legend``: a key of
+    the edge colours (neither is in pykan's plot).
 
     Saves a PNG to ``path`` if given, else to ``folder/kan.png`` if ``folder`` is given
     (created if missing). Each edge's line segments and curve carry the ``gid``
@@ -155,6 +170,10 @@ def plot(model, folder=None, beta: float = 3, metric: str = "backward", scale: f
                     spine.set_color(color)
                     spine.set_alpha(a)
                     spine.set_linewidth(1.5 * scale)
+                name = _fixed_function(model, l, i, j)
+                if label_functions and name is not None and a > 0:
+                    ax.text(center + 1.15 * y1, l * step + y0 / 2, name, color=color,
+                            fontsize=14 * scale, ha="left", va="center", gid=f"fun_{gid}")
         # subnodes -> nodes; a multiplication node gathers its consecutive subnodes
         n_add = width[l + 1][0]
         targets = list(range(n_add)) + [n_add + m for m, a in enumerate(node_arities(model, l + 1))
@@ -187,6 +206,15 @@ def plot(model, folder=None, beta: float = 3, metric: str = "backward", scale: f
     if title is not None:
         ax.text(0.5, step * (neuron_depth - 1) + 0.3, title, fontsize=40 * scale,
                 ha="center", va="center")
+
+    if legend:
+        from matplotlib.lines import Line2D
+
+        ax.legend(handles=[Line2D([], [], color=c, lw=3 * scale, label=text)
+                           for c, text in _EDGE_COLOURS],
+                  loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=12 * scale,
+                  title=f"edges (opacity: tanh({beta:g} x score))", title_fontsize=12 * scale,
+                  frameon=False)
 
     if path is None and folder is not None:
         os.makedirs(folder, exist_ok=True)

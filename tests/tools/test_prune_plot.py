@@ -320,6 +320,28 @@ def test_plot_writes_png_with_score_alphas(tmp_path, float64_default):
     assert {"x", "y", "f", "t", "×"} <= texts
 
 
+def test_plot_labels_fixed_functions_and_explains_colours(float64_default):
+    """label_functions names each visible fixed edge's function beside its panel (and no
+    spline edge); legend keys the three edge colours."""
+    pytest.importorskip("matplotlib")
+    model = pf.KAN([2, 3, 1], grid=4, seed=1, noise_scale=1.0)
+    x = _inputs(60, 2, seed=15)
+    model(x)
+    model.fix_symbolic(0, 0, 2, "sin", fit_params_bool=False, verbose=False, log_history=False)
+    model.fix_symbolic(1, 1, 0, "x^2", fit_params_bool=False, verbose=False, log_history=False)
+    model(x)
+    plain = model.plot()
+    assert not plain.findobj(lambda a: (a.get_gid() or "").startswith("fun_"))
+    fig = model.plot(label_functions=True, legend=True)
+    labels = {a.get_gid(): a.get_text()
+              for a in fig.findobj(lambda a: (a.get_gid() or "").startswith("fun_"))}
+    assert labels == {"fun_edge_0_0_2": "sin", "fun_edge_1_1_0": "x^2"}
+    legend = fig.axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [
+        "spline", "symbolic (fixed function)", "spline and symbolic"]
+    assert [h.get_color() for h in legend.legend_handles] == ["black", "red", "purple"]
+
+
 def test_plot_metrics_and_folder(tmp_path, float64_default):
     pytest.importorskip("matplotlib")
     model = pf.KAN([2, 3, 1], grid=4, seed=2)

@@ -715,7 +715,7 @@ def test_recovers_exp_sin_pi_x_plus_y_squared():
 
 @pytest.mark.slow
 def test_demo_symbolic_part_prunes_recovers_and_plots(tmp_path, capsys):
-    """The end of ``python -m pykan_fast demo --quick``: [2, 5, 1] trained sparse, pruned
+    """The end of ``python -m pykan_fast demo``: [2, 5, 1] trained sparse, pruned
     to [2, 1, 1], auto_symbolic, the formula printed, the network plot written."""
     import types
 

@@ -1,0 +1,41 @@
+"""Thread counts suited to the work.
+
+OpenMP threads spin-wait for each other; on a machine where another process holds a core,
+a parallel region over small tensors waits for a descheduled partner and runs 10-40x
+slower than on one thread (measured: a [2, 5, 1] KAN's L-BFGS step 0.5 s on one thread,
+21 s on two with a busy core). torch's own ops on small tensors take its intra-op pool
+too, so the library runs small jobs (a fit, a grid update of a small model) on one thread
+and leaves large ones to ``torch.get_num_threads()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+# Multiply-adds of one model evaluation (batch x edges x (k+1)) below which a whole job
+# runs on one thread: the demo's [2, 5, 1] model at batch 1000 does ~6e4, a 256 -> 256
+# layer at batch 4096 ~1e9.
+SERIAL_JOB_WORK = 1 << 22
+
+
+@contextlib.contextmanager
+def threads_for(work: int):
+    """Run the block on one torch thread when ``work`` is below ``SERIAL_JOB_WORK``,
+    else on ``torch.get_num_threads()``; the caller's setting is restored afterwards."""
+    threads = torch.get_num_threads()
+    if threads == 1 or work >= SERIAL_JOB_WORK:
+        yield threads
+        return
+    torch.set_num_threads(1)
+    try:
+        yield 1
+    finally:
+        torch.set_num_threads(threads)
+
+
+def model_work(model, batch: int) -> int:
+    """Multiply-adds of one forward of ``model`` (anything with ``act_fun`` layers) at
+    ``batch`` samples: batch x in x out x (k+1) summed over layers."""
+    return sum(batch * layer.in_dim * layer.out_dim * (layer.k + 1) for layer in model.act_fun)
