@@ -309,6 +309,8 @@ def fit_loader(model, train_loader, epochs: int = 1, optimizer="Adam", lr: float
                 history["epoch_loss"].append(sum(losses) / len(losses) if losses else math.nan)
                 if eval_loader is not None and eval_every is None and not stop:
                     stop = run_eval(epoch)
+                    if bar is not None and history["step"]:
+                        bar.set_postfix(_postfix(history, epoch))
                 if sched is not None and scheduler_interval == "epoch":
                     _step_scheduler(sched, history)
                 position.update(epoch=epoch + 1, batch=0, epoch_rng=None, epoch_losses=[])
