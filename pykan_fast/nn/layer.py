@@ -88,6 +88,15 @@ class KANLayer(nn.Module):
         self.cache_data = x.detach()  # after the call: it checks that x is a tensor
         return y
 
+    def _fuses_in_stack(self) -> bool:
+        """Whether the fused stack may compute this layer (see ``KAN._layer_fuses_in_stack``):
+        the SiLU base (the kernels' fused base function), this class's own forward (a
+        subclass may change it) and no hooks that must see the layer's call. (The backend,
+        which depends on the input's device, is the stack's own check.)"""
+        if self.base_fun != "silu" or type(self).forward is not KANLayer.forward:
+            return False
+        return not (self._forward_hooks or self._forward_pre_hooks)
+
     # ---- grids -----------------------------------------------------------------------
 
     def spline(self, x: torch.Tensor) -> torch.Tensor:

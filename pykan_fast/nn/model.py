@@ -22,6 +22,7 @@ from torch import nn
 from ..ops.checks import check_like, check_tensor
 from . import stack
 from .layer import KANLayer
+from .nodes import node_step
 from .symbolic_layer import SymbolicKANLayer
 
 __all__ = ["KAN"]
@@ -73,29 +74,6 @@ def _normalize_mult_arity(mult_arity, width: list[list[int]]):
                              f"as many arities >= 2, got {arities!r}")
         out.append(arities)
     return out
-
-
-def _multiply(x: torch.Tensor, n_add: int, arity) -> torch.Tensor:
-    """MultKAN's multiplication step: subnodes `[B, n_add + sum(arities)]` -> nodes
-    `[B, n_add + n_mult]`. The first ``n_add`` subnodes pass through; each
-    multiplication node is the product of its next ``arity`` subnodes, multiplied left
-    to right as pykan does. ``arity``: an int (every node) or one int per node."""
-    if x.shape[1] == n_add:
-        return x
-    if isinstance(arity, int):
-        prod = x[:, n_add::arity] * x[:, n_add + 1::arity]
-        for i in range(2, arity):
-            prod = prod * x[:, n_add + i::arity]
-    else:
-        cols, start = [], n_add
-        for a in arity:
-            col = x[:, start:start + 1] * x[:, start + 1:start + 2]
-            for i in range(2, a):
-                col = col * x[:, start + i:start + i + 1]
-            cols.append(col)
-            start += a
-        prod = torch.cat(cols, dim=1)
-    return torch.cat([x[:, :n_add], prod], dim=1)
 
 
 def _per_layer(value, depth: int, name: str) -> list:
@@ -272,16 +250,24 @@ class KAN(nn.Module):
             self.acts = acts
             return x, None
         inputs = [x] if keep_inputs else None
-        for l, layer in enumerate(self.act_fun):
-            x = self._layer_out(l, x, singularity_avoiding, y_th)
-            x = self.subnode_scale[l][None, :] * x + self.subnode_bias[l][None, :]
-            x = _multiply(x, self.width[l + 1][0], self._layer_arity(l + 1))
-            x = self.node_scale[l][None, :] * x + self.node_bias[l][None, :]
-            acts.append(x.detach())
-            if keep_inputs and l < self.depth - 1:
-                inputs.append(x)
+        x = self._layers_forward(x, acts, inputs, singularity_avoiding, y_th)
         self.acts = acts
         return x, inputs
+
+    def _layers_forward(self, x: torch.Tensor, acts: list | None = None, inputs: list | None = None,
+                        singularity_avoiding: bool = False, y_th: float = 10.0) -> torch.Tensor:
+        """The per-layer path: each layer's edges (:meth:`_layer_out`), then its node step.
+        Appends each layer's output (detached) to ``acts`` and, but for the last, with
+        its graph to ``inputs``, when given. The fused stack's recompute calls it too."""
+        for l in range(self.depth):
+            y = self._layer_out(l, x, singularity_avoiding, y_th)
+            _, x = node_step(y, self.subnode_scale[l], self.subnode_bias[l], self.node_scale[l],
+                             self.node_bias[l], self.width[l + 1][0], self._layer_arity(l + 1))
+            if acts is not None:
+                acts.append(x.detach())
+            if inputs is not None and l < self.depth - 1:
+                inputs.append(x)
+        return x
 
     def _layer_out(self, l: int, x: torch.Tensor, singularity_avoiding: bool, y_th: float):
         """Layer l's subnodes before their affine: the spline branch (fused kernel) plus,
@@ -295,6 +281,17 @@ class KAN(nn.Module):
             # (zero) gradient; keep it in the graph so DistributedDataParallel sees it used.
             y = y + sym.affine[:0].sum()
         return y
+
+    def _layer_fuses_in_stack(self, l: int) -> bool:
+        """Whether layer ``l`` is one the fused stack (:mod:`pykan_fast.nn.stack`) computes:
+        its kernels fuse the spline and SiLU branches of addition nodes. Excluded, as the
+        per-layer path above handles them: multiplication nodes, active symbolic edges,
+        and whatever the layer itself excludes (:meth:`KANLayer._fuses_in_stack`)."""
+        if self.width[l + 1][1]:
+            return False
+        if self.symbolic_enabled and self.symbolic_fun[l].n_active:
+            return False
+        return self.act_fun[l]._fuses_in_stack()
 
     # ---- grids ------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from .autograd import kan_layer_op
 from .checks import check_layer_args
 from .reference import kan_layer_reference, resolve_base_fun
 
-__all__ = ["kan_layer", "fold_weights"]
+__all__ = ["kan_layer", "fold_weights", "fold_weights_backward"]
 
 # Base functions the kernels evaluate themselves (code passed to the kernels).
 _FUSED_BASE = {"silu": 1}
@@ -21,6 +21,24 @@ def fold_weights(coef, scale_base, scale_sp, mask):
     spline_weight = (coef * (scale_sp * mask).unsqueeze(-1)).transpose(1, 2).contiguous()
     base_weight = (scale_base * mask).contiguous()
     return spline_weight, base_weight
+
+
+def fold_weights_backward(grad_spline_weight, grad_base_weight, coef, scale_sp, mask,
+                          need_coef: bool, need_scale_base: bool, need_scale_sp: bool):
+    """:func:`fold_weights`' chain rule, for callers that run the kernels' backward
+    without autograd (the fused stack): the kernels' weight gradients (spline
+    `[in, G+k, out]`, base `[in, out]`) -> gradients of (coef, scale_base, scale_sp),
+    None where not needed. The same products autograd forms through fold_weights."""
+    grad_coef = grad_scale_base = grad_scale_sp = None
+    if need_coef or need_scale_sp:
+        g_spline = grad_spline_weight.transpose(1, 2)  # [in, out, G+k], as coef
+        if need_coef:
+            grad_coef = g_spline * (scale_sp * mask).unsqueeze(-1)
+        if need_scale_sp:
+            grad_scale_sp = (g_spline * coef).sum(-1) * mask
+    if need_scale_base:
+        grad_scale_base = grad_base_weight * mask
+    return grad_coef, grad_scale_base, grad_scale_sp
 
 
 def kan_layer(x, grid, coef, scale_base, scale_sp, mask, k: int = 3, base_fun="silu",
