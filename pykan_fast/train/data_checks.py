@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from ..ops.checks import check_like, check_tensor
+from .guard import _all_finite
 
 __all__ = ["check_split", "check_pair", "first_nonfinite_row"]
 
@@ -24,6 +25,8 @@ def first_nonfinite_row(t: torch.Tensor) -> int | None:
 
 
 def _check_finite(name: str, t: torch.Tensor) -> None:
+    if t.is_floating_point() and t.numel() and _all_finite([t]):
+        return  # the common case: one fused reduction and one sync
     row = first_nonfinite_row(t)
     if row is not None:
         value = t.reshape(t.shape[0], -1)[row]

@@ -17,7 +17,7 @@ import torch
 
 from ..ops import functional
 from .data_checks import check_dataset
-from .guard import NonFiniteError, Snapshot, check_on_nonfinite, nonfinite_reason
+from .guard import FiniteCheck, NonFiniteError, Snapshot, check_on_nonfinite
 from .lbfgs import LBFGS
 from .threads import check_threads, threads_for
 from ..ops.reference import coef2curve, resolve_base_fun
@@ -318,7 +318,7 @@ def fit_dataset(model, dataset: dict, opt: str = "LBFGS", steps: int = 100, log:
         state["reg"] = reg.detach()
         return train_loss + lamb * reg
 
-    snapshot = Snapshot(model)
+    snapshot, finite = Snapshot(model), FiniteCheck(model)
     n_params = sum(p.numel() for p in params)
     bar, steps_iter = _progress(steps, progress)
     try:
@@ -342,16 +342,16 @@ def fit_dataset(model, dataset: dict, opt: str = "LBFGS", steps: int = 100, log:
                         return loss
 
                     optimizer.step(closure)
-                    reason = nonfinite_reason(state["train_loss"], model, False, True)
+                    reason = finite.reason(state["train_loss"], False, True)
                 else:
                     loss = objective(x, y)
                     optimizer.zero_grad()
                     loss.backward()
                     # Before the step: Adam's moments must not take in a NaN gradient.
-                    reason = nonfinite_reason(loss.detach(), model, True, False)
+                    reason = finite.reason(loss.detach(), True, False)
                     if reason is None:
                         optimizer.step()
-                        reason = nonfinite_reason(None, model, False, True)
+                        reason = finite.reason(None, False, True)
                 if reason is not None:
                     snapshot.restore()
                     if on_nonfinite == "raise":

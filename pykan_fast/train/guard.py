@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["NonFiniteError", "Snapshot", "nonfinite_reason", "check_on_nonfinite"]
+__all__ = ["NonFiniteError", "Snapshot", "FiniteCheck", "nonfinite_reason", "check_on_nonfinite"]
 
 ON_NONFINITE = ("raise", "skip")
 
@@ -32,44 +32,58 @@ def check_on_nonfinite(value: str) -> str:
 
 class Snapshot:
     """Copies of a module's state (every parameter and buffer, grids included), taken
-    with :meth:`take` into buffers allocated once and put back with :meth:`restore`."""
+    with :meth:`take` into buffers allocated once and put back with :meth:`restore`.
+    The module's tensors are listed once: a fit does not add or reshape parameters (grid
+    updates write new values into the same ones)."""
 
     def __init__(self, module: torch.nn.Module):
         self.module = module
-        self._copies: dict[str, torch.Tensor] = {}
-
-    def _tensors(self):
-        for name, p in self.module.named_parameters():
-            yield name, p
-        for name, b in self.module.named_buffers():
-            yield "buffer:" + name, b
+        self._tensors = [t for _, t in module.named_parameters()] + list(module.buffers())
+        self._copies: list[torch.Tensor] | None = None
 
     @torch.no_grad()
     def take(self) -> None:
-        copies = {}
-        for name, t in self._tensors():
-            old = self._copies.get(name)
-            if old is not None and old.shape == t.shape and old.dtype == t.dtype and old.device == t.device:
-                old.copy_(t)
-                copies[name] = old
-            else:
-                copies[name] = t.detach().clone()
-        self._copies = copies
+        live = [t.detach() for t in self._tensors]
+        if self._copies is None or any(c.shape != t.shape or c.dtype != t.dtype
+                                       for c, t in zip(self._copies, live)):
+            self._copies = [t.clone() for t in live]
+        else:
+            torch._foreach_copy_(self._copies, live)
 
     @torch.no_grad()
     def restore(self) -> None:
-        for name, t in self._tensors():
-            saved = self._copies.get(name)
-            if saved is None:
-                continue
+        if self._copies is None:
+            return
+        for t, saved in zip(self._tensors, self._copies):
             if saved.shape == t.shape:
                 t.copy_(saved)
-            else:  # pruned or refined meanwhile: the old tensor as it was
+            else:  # reshaped meanwhile: the old tensor as it was
                 t.data = saved.clone()
 
-    def state(self) -> dict:
-        """The saved tensors (cloned), for a best-model copy."""
-        return {name: t.clone() for name, t in self._copies.items()}
+
+class FiniteCheck:
+    """Which of a module's trainable parameters, or their gradients, are non-finite:
+    one fused max-|.| over all of them and one sync per check."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+
+    def reason(self, loss: torch.Tensor | None, grads: bool, params: bool) -> str | None:
+        """Why this step cannot be kept (None: everything finite): the loss, then the
+        first parameter whose gradient, then whose value, is NaN or inf."""
+        named = [] if loss is None else [("loss", loss)]
+        if grads:
+            named += [("grad", n, p.grad) for n, p in self.named]
+        if params:
+            named += [("param", n, p) for n, p in self.named]
+        bad = _first_nonfinite(named)
+        if bad is None:
+            return None
+        if bad[0] == "loss":
+            return f"the training loss is {loss.item() if loss.numel() == 1 else 'non-finite'}"
+        if bad[0] == "grad":
+            return f"the gradient of {bad[1]} is non-finite"
+        return f"parameter {bad[1]} became non-finite"
 
 
 def _all_finite(tensors: list) -> bool:
@@ -79,28 +93,18 @@ def _all_finite(tensors: list) -> bool:
     return bool(torch.isfinite(torch.stack(torch._foreach_norm(tensors, float("inf")))).all())
 
 
-def _first_nonfinite(named) -> str | None:
-    named = [(n, t) for n, t in named if t is not None and t.numel()]
-    if _all_finite([t for _, t in named]):
+def _first_nonfinite(entries):
+    """The first entry (..., tensor) holding a NaN or inf, or None."""
+    entries = [e for e in entries if e[-1] is not None and e[-1].numel()]
+    if _all_finite([e[-1] for e in entries]):
         return None
-    for name, t in named:
-        if t is not None and not bool(torch.isfinite(t).all()):
-            return name
+    for entry in entries:
+        if not bool(torch.isfinite(entry[-1]).all()):
+            return entry
     return None
 
 
 def nonfinite_reason(loss: torch.Tensor | None, module: torch.nn.Module,
                      check_grads: bool, check_params: bool) -> str | None:
-    """Why this step cannot be kept (None: everything finite): the loss, then the first
-    parameter whose gradient, then whose value, is NaN or inf."""
-    if loss is not None and not bool(torch.isfinite(loss).all()):
-        return f"the training loss is {loss.item() if loss.numel() == 1 else 'non-finite'}"
-    if check_grads:
-        name = _first_nonfinite((n, p.grad) for n, p in module.named_parameters())
-        if name is not None:
-            return f"the gradient of {name} is non-finite"
-    if check_params:
-        name = _first_nonfinite(module.named_parameters())
-        if name is not None:
-            return f"parameter {name} became non-finite"
-    return None
+    """:meth:`FiniteCheck.reason` for a module (lists its parameters on every call)."""
+    return FiniteCheck(module).reason(loss, check_grads, check_params)

@@ -12,7 +12,7 @@ import torch
 from .callbacks import Checkpoint, EarlyStopping
 from .data_checks import check_pair
 from .fit import _check_reg_metric, regularization
-from .guard import NonFiniteError, Snapshot, check_on_nonfinite, nonfinite_reason
+from .guard import FiniteCheck, NonFiniteError, Snapshot, check_on_nonfinite
 from .lbfgs import LBFGS
 from .threads import check_threads, threads_for
 
@@ -243,7 +243,7 @@ def fit_loader(model, train_loader, epochs: int = 1, optimizer="Adam", lr: float
                              f"{sorted(result)}")
         return early_stopping.update(result[early_stopping.monitor], position["step"], module)
 
-    snapshot = Snapshot(module)
+    snapshot, finite = Snapshot(module), FiniteCheck(module)
     snapshot.take()
     bar = _bar(progress, epochs, train_loader, position["step"])
     batch_size = getattr(train_loader, "batch_size", None) or 1024
@@ -273,7 +273,7 @@ def fit_loader(model, train_loader, epochs: int = 1, optimizer="Adam", lr: float
                     step = position["step"]
                     if update_grid and step % grid_update_freq == 0 and step < stop_grid_update_step:
                         module.update_grid(x)
-                    loss, reason = _train_step(model, module, opt, params, uses_closure, x, y,
+                    loss, reason = _train_step(model, module, finite, opt, uses_closure, x, y,
                                                loss_fn, lamb, (lamb_l1, lamb_entropy, lamb_coef,
                                                                lamb_coefdiff), reg_metric)
                     if reason is not None:
@@ -332,7 +332,7 @@ def fit_loader(model, train_loader, epochs: int = 1, optimizer="Adam", lr: float
     return history
 
 
-def _train_step(model, module, opt, params, uses_closure, x, y, loss_fn, lamb, lambs, reg_metric):
+def _train_step(model, module, finite, opt, uses_closure, x, y, loss_fn, lamb, lambs, reg_metric):
     """One optimizer step; returns (the batch's loss as a float, why it is not finite)."""
     state = {}
 
@@ -354,16 +354,16 @@ def _train_step(model, module, opt, params, uses_closure, x, y, loss_fn, lamb, l
             return total
 
         opt.step(closure)
-        reason = nonfinite_reason(state["loss"], module, False, True)
+        reason = finite.reason(state["loss"], False, True)
     else:
         opt.zero_grad()
         objective().backward()
         # Before the step (and after backward, so DDP ranks agree): the optimizer's state
         # must not take in a NaN gradient.
-        reason = nonfinite_reason(state["loss"], module, True, False)
+        reason = finite.reason(state["loss"], True, False)
         if reason is None:
             opt.step()
-            reason = nonfinite_reason(None, module, False, True)
+            reason = finite.reason(None, False, True)
     return float(state["loss"]), reason
 
 
