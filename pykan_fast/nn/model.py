@@ -744,3 +744,91 @@ class KAN(nn.Module):
         if model.cache_data is not None:
             out.cache_data = model.cache_data.detach().clone()
         return out
+
+    # ---- discovery tools (pykan_fast.tools.hypothesis, .growth, .swap, .interaction) ----
+
+    def tree(self, x: torch.Tensor | None = None, in_var=None, style: str = "tree",
+             sym_th: float = 1e-3, sep_th: float = 1e-1, skip_sep_test: bool = False,
+             verbose: bool = False):
+        """pykan's ``tree``: the module tree of the learned function at ``x`` (default:
+        ``cache_data``); see :func:`pykan_fast.tools.hypothesis.plot_tree`. Returns the Figure."""
+        from ..tools.hypothesis import plot_tree
+
+        if x is None:
+            if self.cache_data is None:
+                raise ValueError("x: the model has seen no data; pass x")
+            x = self.cache_data
+        return plot_tree(self, x, in_var=in_var, style=style, sym_th=sym_th, sep_th=sep_th,
+                         skip_sep_test=skip_sep_test, verbose=verbose)
+
+    def perturb(self, mag: float = 1.0, mode: str = "non-intrusive") -> None:
+        """Switch splines on by edge class (pykan's); see :func:`pykan_fast.tools.growth.perturb`."""
+        from ..tools.growth import perturb
+
+        perturb(self, mag, mode)
+
+    def expand_depth(self) -> None:
+        """Append an identity layer (pykan's); see :func:`pykan_fast.tools.growth.expand_depth`."""
+        from ..tools.growth import expand_depth
+
+        expand_depth(self)
+
+    def expand_width(self, layer_id: int, n_added_nodes: int, sum_bool: bool = True,
+                     mult_arity=2) -> None:
+        """Add zero nodes to a hidden layer (pykan's); see
+        :func:`pykan_fast.tools.growth.expand_width`."""
+        from ..tools.growth import expand_width
+
+        expand_width(self, layer_id, n_added_nodes, sum_bool, mult_arity)
+
+    def swap(self, l: int, i1: int, i2: int, log_history: bool = True) -> None:
+        """Exchange two addition nodes of hidden layer ``l``; see
+        :func:`pykan_fast.tools.swap.swap`. ``log_history``: pykan's signature (no history)."""
+        from ..tools.swap import swap
+
+        swap(self, l, i1, i2)
+
+    @property
+    def connection_cost(self) -> torch.Tensor:
+        """Attribution-weighted wiring length; see :func:`pykan_fast.tools.swap.connection_cost`."""
+        from ..tools.swap import connection_cost
+
+        return connection_cost(self)
+
+    def auto_swap_l(self, l: int) -> None:
+        """Greedy reordering of layer ``l``; see :func:`pykan_fast.tools.swap.auto_swap_l`."""
+        from ..tools.swap import auto_swap_l
+
+        auto_swap_l(self, l)
+
+    def auto_swap(self) -> None:
+        """Reorder every hidden layer to lower :attr:`connection_cost` (pykan's)."""
+        from ..tools.swap import auto_swap
+
+        auto_swap(self)
+
+    def feature_interaction(self, l: int, neuron_th: float = 1e-2, feature_th: float = 1e-2) -> dict:
+        """Which inputs each node of layer ``l`` combines; see
+        :func:`pykan_fast.tools.interaction.feature_interaction`."""
+        from ..tools.interaction import feature_interaction
+
+        return feature_interaction(self, l, neuron_th, feature_th)
+
+    def node_attribute(self) -> list:
+        """Every node's attribution to the inputs; see
+        :func:`pykan_fast.tools.interaction.node_attribute`."""
+        from ..tools.interaction import node_attribute
+
+        return node_attribute(self)
+
+    def get_range(self, l: int, i: int, j: int, verbose: bool = True):
+        """Input and output range of edge (l, i, j) at the last forward (pykan's)."""
+        from ..tools.interaction import get_range
+
+        return get_range(self, l, i, j, verbose)
+
+    def get_fun(self, l: int, i: int, j: int, plot: bool = True):
+        """Edge (l, i, j)'s sorted samples at the last forward, plotted (pykan's)."""
+        from ..tools.interaction import get_fun
+
+        return get_fun(self, l, i, j, plot)
