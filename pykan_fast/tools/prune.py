@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..train.fit import edge_std
-from ..ops.reference import coef2curve, resolve_base_fun
+from ..nn.edges import edge_activations as edge_activations_of
 
 __all__ = ["get_act", "edge_activations", "activation_scales", "node_arities",
            "attribution_scores", "attribute", "prune_node", "prune_edge", "prune",
@@ -70,9 +70,7 @@ def edge_activations(model, l: int, i: int, x: torch.Tensor) -> torch.Tensor:
     ``spline_postacts[l][:, j, i]``)."""
     layer = model.act_fun[l]
     x = x.reshape(-1, 1).to(layer.coef.dtype)
-    spline = coef2curve(x, layer.grid[i:i + 1], layer.coef[i:i + 1], layer.k)[:, 0, :]
-    base = resolve_base_fun(layer.base_fun)(x)  # [n, 1]
-    acts = layer.mask[i] * (layer.scale_base[i] * base + layer.scale_sp[i] * spline)
+    acts = edge_activations_of(layer, x, slice(i, i + 1))[:, 0, :]
     sym = _symbolic_layer(model, l)
     if sym is not None:
         for j in torch.nonzero(sym.mask[:, i]).flatten().tolist():

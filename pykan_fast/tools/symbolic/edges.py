@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...ops import functional
+from ...nn.edges import edge_activations
 from .fitting import Candidate, rank_functions
 from .library import SYMBOLIC_LIB
 
@@ -60,12 +60,8 @@ def edge_data(model, l: int, i: int, j: int):
         raise ValueError("fix_symbolic: fitting needs the activations of a forward; run the "
                          "model on inputs first (or pass fit_params_bool=False)")
     x = model.acts[l][:, i]
-    layer = model.act_fun[l]
-    pick = (slice(i, i + 1), slice(j, j + 1))
-    y = functional.kan_layer(
-        x[:, None], layer.grid[i:i + 1], layer.coef[pick].contiguous(),
-        layer.scale_base[pick].contiguous(), layer.scale_sp[pick].contiguous(),
-        layer.mask[pick].contiguous(), layer.k, layer.base_fun, layer.backend)[:, 0]
+    y = edge_activations(model.act_fun[l], x[:, None], slice(i, i + 1), slice(j, j + 1),
+                         dense=False)[:, 0, 0]
     if model.symbolic_enabled:
         y = y + model.symbolic_fun[l].edge_acts(x, i, j)
     return x, y
