@@ -76,6 +76,32 @@ def _normalize_mult_arity(mult_arity, width: list[list[int]]):
     return out
 
 
+# Constructor arguments and the attribute each is kept in: the one list that config()
+# (save/load), refine() and from_pykan() (pykan's MultKAN keeps the same attributes,
+# but not the initialisation-only ones, which a conversion overwrites anyway) read.
+_CONFIG_ATTRS = {
+    "width": "width", "grid": "grid", "k": "k", "mult_arity": "mult_arity",
+    "noise_scale": "noise_scale", "scale_base_mu": "scale_base_mu",
+    "scale_base_sigma": "scale_base_sigma", "base_fun": "base_fun_name",
+    "affine_trainable": "affine_trainable", "grid_eps": "grid_eps", "grid_range": "grid_range",
+    "sp_trainable": "sp_trainable", "sb_trainable": "sb_trainable", "seed": "seed",
+    "backend": "backend",
+}
+
+
+def _config_from(model) -> dict:
+    """Constructor arguments read from ``model`` (a KAN or a pykan MultKAN), grid and k
+    per layer as its layers have them; arguments it does not keep are left out."""
+    config = {arg: copy.deepcopy(getattr(model, attr)) for arg, attr in _CONFIG_ATTRS.items()
+              if hasattr(model, attr)}
+    config["width"] = [list(w) if isinstance(w, (list, tuple)) else w for w in model.width]
+    config["grid"] = [layer.num for layer in model.act_fun]
+    config["k"] = [layer.k for layer in model.act_fun]
+    if "grid_range" in config:
+        config["grid_range"] = [float(v) for v in config["grid_range"]]
+    return config
+
+
 def _per_layer(value, depth: int, name: str) -> list:
     """pykan accepts ``grid`` and ``k`` as one value or one per layer."""
     if isinstance(value, (list, tuple)):
@@ -319,13 +345,8 @@ class KAN(nn.Module):
             raise ValueError("refine: the model has seen no data; run it on inputs (or fit) first")
         acts = self.get_act()  # cache_data already holds the input_id columns
         coef = self.act_fun[0].coef
-        new = KAN(self.width, grid=new_grid, k=self.k, mult_arity=self.mult_arity,
-                  noise_scale=self.noise_scale, scale_base_mu=self.scale_base_mu,
-                  scale_base_sigma=self.scale_base_sigma, base_fun=self.base_fun_name,
-                  affine_trainable=self.affine_trainable, grid_eps=self.grid_eps,
-                  grid_range=self.grid_range, sp_trainable=self.sp_trainable,
-                  sb_trainable=self.sb_trainable, seed=1, dtype=coef.dtype,
-                  backend=self.backend)
+        new = KAN(**{**_config_from(self), "grid": new_grid, "k": self.k, "seed": 1},
+                  dtype=coef.dtype)
         new.to(coef.device)
         for l in range(self.depth):
             new.act_fun[l] = self.act_fun[l].refine(new_grid, x=acts[l])
@@ -612,17 +633,7 @@ class KAN(nn.Module):
         if not isinstance(self.base_fun_name, str):
             raise ValueError("base_fun: only a named base function ('silu', 'identity', "
                              "'zero') can be saved")
-        return dict(
-            width=[list(w) for w in self.width],
-            grid=[layer.num for layer in self.act_fun],
-            k=[layer.k for layer in self.act_fun],
-            mult_arity=self.mult_arity, noise_scale=self.noise_scale,
-            scale_base_mu=self.scale_base_mu, scale_base_sigma=self.scale_base_sigma,
-            base_fun=self.base_fun_name, affine_trainable=self.affine_trainable,
-            grid_eps=self.grid_eps, grid_range=list(self.grid_range),
-            sp_trainable=self.sp_trainable, sb_trainable=self.sb_trainable, seed=self.seed,
-            backend=self.backend,
-        )
+        return _config_from(self)
 
     def _symbolic_state(self) -> dict:
         """The symbolic branch's function names per layer (out x in lists) and switch;
@@ -720,15 +731,12 @@ class KAN(nn.Module):
         nodes, symbolic edges: masks, affines, function names, ``symbolic_enabled``);
         leaves the global random generators alone. A function name pykan_fast's library
         lacks (pykan's ``add_symbolic``, 'anonymous') keeps pykan's callables."""
-        width = _normalize_width(model.width)
         layers = list(model.act_fun)
         coef = layers[0].coef
+        config = {**_config_from(model), "width": _normalize_width(model.width), "backend": backend}
+        config.pop("seed", None)  # pykan's seed attribute, where present, is not MultKAN's
         with _rng_preserved():
-            out = cls(width, grid=[layer.num for layer in layers], k=[layer.k for layer in layers],
-                      mult_arity=model.mult_arity, base_fun=model.base_fun_name,
-                      affine_trainable=model.affine_trainable, grid_eps=model.grid_eps,
-                      grid_range=model.grid_range, sp_trainable=model.sp_trainable,
-                      sb_trainable=model.sb_trainable, dtype=coef.dtype, backend=backend)
+            out = cls(**config, dtype=coef.dtype)
         out.to(coef.device)
         out.grid, out.k = model.grid, model.k
         for l, layer in enumerate(layers):
