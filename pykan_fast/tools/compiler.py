@@ -224,17 +224,19 @@ def compile_plan(input_variables, expr) -> dict:
 
 
 def expr2kan(input_variables, expr, grid: int = 5, k: int = 3, auto_save: bool = False,
-             seed: int = 1, dtype=None):
+             seed: int = 1, dtype=None, model_class=None):
     """A :class:`pykan_fast.KAN` computing the sympy formula ``expr`` of
     ``input_variables`` (pykan's ``expr2kan``): every edge symbolic (splines off, on a
     ``grid``/``k`` spline basis for later training), node and subnode affines set.
-    ``auto_save`` is accepted for pykan's signature (pykan_fast keeps no checkpoints)."""
+    ``auto_save`` is accepted for pykan's signature (pykan_fast keeps no checkpoints);
+    ``model_class``: what to build (default :class:`pykan_fast.KAN`; called with KAN's
+    keyword arguments)."""
     from ..nn.model import KAN
     from .symbolic.library import SYMBOLIC_LIB
 
     plan = compile_plan(input_variables, expr)
-    model = KAN(width=plan["width"], mult_arity=plan["mult_arity"], grid=grid, k=k, seed=seed,
-                dtype=dtype)
+    model = (model_class or KAN)(width=plan["width"], mult_arity=plan["mult_arity"], grid=grid,
+                                 k=k, seed=seed, dtype=dtype)
     with torch.no_grad():
         for l in range(model.depth):
             model.act_fun[l].mask.zero_()
