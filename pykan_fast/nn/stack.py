@@ -27,6 +27,7 @@ from ..ops import backends
 from ..ops import cpu_backend as cpu
 from ..ops.checks import check_layer_args
 from ..ops.functional import fold_weights, fold_weights_backward
+from ..ops.kernel_codes import SILU
 from .nodes import node_step
 
 __all__ = ["supported", "stack_forward"]
@@ -98,7 +99,7 @@ class _KanStack(torch.autograd.Function):
             spline_weight, base_weight = fold_weights(p["coef"], p["scale_base"], p["scale_sp"], mask)
             h_in = h.contiguous()
             base_values = cpu.silu(h_in)  # kept for the backward
-            z = cpu.forward(h_in, grid.contiguous(), spline_weight, base_weight, k, 1, base_values)
+            z = cpu.forward(h_in, grid.contiguous(), spline_weight, base_weight, k, SILU, base_values)
             subnodes, h = node_step(z, p["subnode_scale"], p["subnode_bias"], p["node_scale"],
                                     p["node_bias"], n_add, None)
             saved += [h_in, spline_weight, base_weight, z, subnodes, base_values]
@@ -140,7 +141,7 @@ class _KanStack(torch.autograd.Function):
             want_spline = need["coef"] or need["scale_sp"]
             gx, g_spline, g_base = cpu.backward(
                 s["h_in"], grid.contiguous(), s["spline_weight"], s["base_weight"], g.contiguous(),
-                k, 1, l > 0, want_spline, need["scale_base"], s["base_values"])
+                k, SILU, l > 0, want_spline, need["scale_base"], s["base_values"])
             grad["coef"], grad["scale_base"], grad["scale_sp"] = fold_weights_backward(
                 g_spline, g_base, p["coef"], p["scale_sp"], mask,
                 need["coef"], need["scale_base"], need["scale_sp"])

@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from . import backends
+from .kernel_codes import SILU
 
 __all__ = ["kan_forward", "kan_backward", "spline_derivative", "spline_derivative_backward",
            "kan_layer_op"]
@@ -104,7 +105,7 @@ def layer_gradients(x, grid, spline_weight, base_weight, grad_y, k, base, backen
     gx = t1 if need_x else None
     gw = gw if need_spline else None
     gb = None
-    if base == 1 and (need_x or need_base):
+    if base == SILU and (need_x or need_base):
         value, slope = _silu_and_grad(x)
         if need_x:
             gx = gx + (grad_y @ base_weight.T) * slope

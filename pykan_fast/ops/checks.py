@@ -8,7 +8,7 @@ import weakref
 
 import torch
 
-MAX_ORDER = 15  # equal to the C++ kernels' kMaxOrder
+from .kernel_codes import MAX_ORDER
 
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 

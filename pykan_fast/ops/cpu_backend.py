@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .._compiled import C
+from .kernel_codes import SILU
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -47,7 +48,7 @@ def forward(x, grid, spline_weight, base_weight, k: int, base: int,
     """y `[B, out]` of the fused layer; every tensor contiguous, of one float dtype.
     ``base_values``: :func:`silu` of x when the caller has it already."""
     y = torch.empty(x.shape[0], spline_weight.shape[2], dtype=x.dtype)
-    if base == 1 and base_values is None:
+    if base == SILU and base_values is None:
         base_values = silu(x)
     C.forward(_view(x), _view(grid), _view(spline_weight), _view(base_weight), _view(y),
               k, base, _threads(x, spline_weight, k),
@@ -64,7 +65,7 @@ def backward(x, grid, spline_weight, base_weight, grad_y, k: int, base: int,
     grad_sw = torch.empty_like(spline_weight) if need_spline else None
     grad_bw = torch.empty_like(base_weight) if need_base else None
     values = grads = None
-    if base == 1:
+    if base == SILU:
         values = _view(base_values if base_values is not None else silu(x))
         grads = _view(_silu_grad(x))
     C.backward(_view(x), _view(grid), _view(spline_weight), _view(base_weight), _view(grad_y),

@@ -7,12 +7,11 @@ import torch
 from . import backends
 from .autograd import kan_layer_op
 from .checks import check_layer_args
+from .kernel_codes import FUSED_BASE, NO_BASE
 from .reference import kan_layer_reference, resolve_base_fun
 
 __all__ = ["kan_layer", "fold_weights", "fold_weights_backward"]
 
-# Base functions the kernels evaluate themselves (code passed to the kernels).
-_FUSED_BASE = {"silu": 1}
 
 
 def fold_weights(coef, scale_base, scale_sp, mask):
@@ -96,9 +95,9 @@ def _dispatch(name, x, grid, coef, scale_base, scale_sp, mask, k, base_fun, base
             t.to(compute) for t in (x, grid, coef, scale_base, scale_sp, mask))
 
     spline_weight, base_weight = fold_weights(coef, scale_base, scale_sp, mask)
-    fused_code = _FUSED_BASE.get(base_fun) if isinstance(base_fun, str) else None
+    fused_code = FUSED_BASE.get(base_fun) if isinstance(base_fun, str) else None
     y = kan_layer_op(x.contiguous(), grid.contiguous(), spline_weight, base_weight, k,
-                     fused_code or 0, name)
+                     fused_code or NO_BASE, name)
     if fused_code is None:
         # Any other base function runs in torch as one [B, in] x [in, out] product; for
         # 'zero' (x * 0) only non-finite x can contribute (NaN), as in pykan (a compiled

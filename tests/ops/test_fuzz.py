@@ -51,7 +51,7 @@ from pykan_fast._compiled import C
 from pykan_fast.ops.grid import uniform_grid
 from pykan_fast.ops.reference import coef2curve, resolve_base_fun
 
-MAX_ORDER = 15
+from pykan_fast.ops.kernel_codes import MAX_ORDER  # noqa: E402
 RTOL = {np.float64: 1e-9, np.float32: 1e-4}
 HUGE = 1e20  # |x| at least this: a sample of its own scale (the 1e30 / 1e300 specials)
 SPECIALS = (math.nan, math.inf, -math.inf, 1e30, -1e30, 1e300, -1e300, 0.0, -0.0)
