@@ -11,7 +11,7 @@ from torch import nn
 
 from ..ops import functional
 from ..ops.checks import check_like, check_order, check_tensor
-from ..ops.grid import curve2coef, extend_grid, uniform_grid
+from ..ops.grid import curve2coef, extend_grid, refit, uniform_grid
 from ..ops.reference import b_batch, coef2curve
 
 __all__ = ["KANLayer"]
@@ -105,8 +105,9 @@ class KANLayer(nn.Module):
 
     def _refit(self, x: torch.Tensor, new_grid: torch.Tensor, old_grid: torch.Tensor,
                old_coef: torch.Tensor, k_old: int) -> torch.Tensor:
-        """coef on ``new_grid`` fitting the old splines at samples ``x``."""
-        return curve2coef(x, coef2curve(x, old_grid, old_coef, k_old), new_grid, self.k)
+        """coef on ``new_grid`` fitting the old splines at samples ``x`` (input chunk by
+        input chunk: no `[B, in, out]` tensor for wide layers)."""
+        return refit(x, old_grid, old_coef, k_old, new_grid, self.k)
 
     @torch.no_grad()
     def update_grid_from_samples(self, x: torch.Tensor, mode: str = "sample") -> None:

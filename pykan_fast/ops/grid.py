@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from .reference import b_batch
+from .reference import b_batch, coef2curve
 
-__all__ = ["extend_grid", "uniform_grid", "curve2coef"]
+__all__ = ["extend_grid", "uniform_grid", "curve2coef", "refit"]
+
+# Values (samples x inputs x max(outputs, bases)) that one chunk of refit holds at once.
+REFIT_MAX_ELEMENTS = 1 << 22
 
 
 def extend_grid(grid: torch.Tensor, k_extend: int = 0) -> torch.Tensor:
@@ -59,3 +62,21 @@ def curve2coef(x: torch.Tensor, y: torch.Tensor, grid: torch.Tensor, k: int,
         # (pykan PR #233); the pseudo-inverse gives the minimum-norm solution.
         coef = torch.linalg.pinv(mat) @ rhs
     return coef.permute(0, 2, 1).contiguous()  # [in, out, n_basis]
+
+
+def refit(x: torch.Tensor, old_grid: torch.Tensor, old_coef: torch.Tensor, k_old: int,
+          new_grid: torch.Tensor, k: int, max_elements: int = REFIT_MAX_ELEMENTS) -> torch.Tensor:
+    """Coefficients on ``new_grid`` (order ``k``) of the splines ``old_coef`` on
+    ``old_grid`` (order ``k_old``), fitted at samples x `[B, in]`: grid updates and grid
+    extension. Inputs are taken a chunk at a time, so the dense `[B, in, out]` values and
+    `[B, in, G+k]` bases exist for at most ``max_elements`` values (one input at least);
+    each input's least-squares problem is independent, so chunking changes nothing."""
+    batch, in_dim = x.shape
+    per_input = batch * max(old_coef.shape[1], old_coef.shape[2], new_grid.shape[1])
+    step = max(1, min(in_dim, max_elements // max(per_input, 1)))
+    parts = []
+    for i0 in range(0, in_dim, step):
+        cols = slice(i0, min(i0 + step, in_dim))
+        y = coef2curve(x[:, cols], old_grid[cols], old_coef[cols], k_old)
+        parts.append(curve2coef(x[:, cols], y, new_grid[cols], k))
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)

@@ -233,3 +233,24 @@ def test_from_pykan_after_update_and_refine_matches(pykan_layer_cls, float64_def
     ours = pf.KANLayer.from_pykan(child)
     with torch.no_grad():
         assert (ours(x) - child(x)[0]).abs().max().item() <= 1e-12 * _scale(child(x)[0])
+
+
+def test_refit_in_input_chunks_equals_one_solve(float64_default):
+    """refit takes inputs a chunk at a time (bounded memory for wide layers); each input's
+    least squares is independent, so any chunking gives the same coefficients (to
+    rounding: batched LAPACK/einsum block differently by batch size)."""
+    from pykan_fast.ops.grid import extend_grid, refit
+
+    g = torch.Generator().manual_seed(3)
+    in_dim, out_dim, num, k = 5, 4, 6, 3
+    old_grid = uniform_grid(in_dim, num, k)
+    old_coef = torch.randn(in_dim, out_dim, num + k, generator=g)
+    x = torch.rand(200, in_dim, generator=g) * 2 - 1
+    interior = torch.sort(torch.rand(in_dim, 11, generator=g) * 2 - 1, dim=1)[0]
+    new_grid = extend_grid(interior, k_extend=k)
+    whole = refit(x, old_grid, old_coef, k, new_grid, k, max_elements=1 << 30)
+    for budget in (1, 200 * 20 * 2, 200 * 20 * 3):  # one input, two, three per chunk
+        got = refit(x, old_grid, old_coef, k, new_grid, k, max_elements=budget)
+        torch.testing.assert_close(got, whole, rtol=1e-12, atol=1e-13)
+    y = coef2curve(x, old_grid, old_coef, k)
+    assert torch.equal(whole, curve2coef(x, y, new_grid, k))
