@@ -91,7 +91,7 @@ def main() -> None:
     args = parser.parse_args()
     results = compare(args.epochs, args.hidden, args.grid, args.seed, progress=True)
     print(f"digits, {args.epochs} epochs of mini-batch Adam (batch 64, lr 1e-2), "
-          f"{torch.get_num_threads()} threads")
+          f"fit's thread choice (1 thread for this size), machine {torch.get_num_threads()} threads")
     for name, r in results.items():
         print(f"{name.upper():>4}: {r['params']:>6} parameters, test accuracy {r['accuracy']:.4f}, "
               f"{r['seconds']:.2f} s")
