@@ -434,7 +434,9 @@ class KAN(nn.Module):
     # ---- training (the loop lives in pykan_fast.train.fit) ---------------------------------
 
     def fit(self, dataset, **kwargs) -> dict:
-        """Train as pykan's ``MultKAN.fit``; see :func:`pykan_fast.train.fit.fit`."""
+        """Train: on pykan's dataset dict as ``MultKAN.fit``, or on a DataLoader (any
+        iterable of ``(input, label)`` batches) for ``epochs`` with any optimizer,
+        evaluation, early stopping and checkpoints; see :func:`pykan_fast.train.fit.fit`."""
         from ..train.fit import fit  # the training tools sit above the model
 
         return fit(self, dataset, **kwargs)
