@@ -15,7 +15,7 @@ import tempfile
 
 import pytest
 
-from shapes import SHAPES, shape_id
+from shapes import SHAPES, SMOKE, shape_id
 
 SCRIPT = r"""
 import json, sys, torch
@@ -64,3 +64,49 @@ def test_peak_memory(shape, provider):
     if provider == "pykan_fast":
         # Our target (a measurement, not timing): below 2x (x, y, their grads, params).
         assert result["extra"] < budget
+
+
+FIT_SCRIPT = r"""
+import json, torch
+import pykan_fast as pf
+torch.manual_seed(0)
+width, batch = {width!r}, {batch!r}
+model = pf.KAN(width, grid=5, k=3, seed=0, dtype=torch.float32)
+x = torch.rand(batch, width[0]) * 2 - 1
+data = dict(train_input=x, train_label=torch.randn(batch, width[-1]),
+            test_input=x[:64], test_label=torch.randn(64, width[-1]))
+def status(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+model.update_grid_from_samples(x)  # warm-up: thread pools, code pages
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+before = status("VmRSS")
+model.fit(data, opt="Adam", lr=1e-3, steps=2, update_grid=True, grid_update_num=2,
+          stop_grid_update_step=2, progress=False)
+peak = status("VmHWM")
+dense = batch * sum(a * b for a, b in zip(width[:-1], width[1:])) * 4
+print(json.dumps(dict(extra=max(0, peak - before), dense=dense)))
+"""
+
+FIT_SHAPES = [([8, 4, 2], 64)] if SMOKE else [([784, 64, 10], 4096)]
+
+
+@pytest.mark.parametrize("width, batch", FIT_SHAPES, ids=lambda v: str(v))
+def test_fit_with_grid_updates_peak_memory(width, batch):
+    """fit(update_grid=True): the grid updates refit input chunk by input chunk, so the peak
+    stays below one dense `[B, in, out]` float32 evaluation of the model (pykan builds
+    several: 784 -> 64 -> 10 at batch 4096 is ~0.8 GiB each)."""
+    code = FIT_SCRIPT.format(width=width, batch=batch)
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          cwd=tempfile.gettempdir())
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"\nfit(update_grid=True) {width} batch {batch}: peak extra "
+          f"{result['extra'] / 2**20:.1f} MiB; one dense [B, in, out] evaluation "
+          f"{result['dense'] / 2**20:.1f} MiB")
+    if not SMOKE:
+        assert result["extra"] < result["dense"]

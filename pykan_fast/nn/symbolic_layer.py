@@ -84,13 +84,22 @@ class SymbolicKANLayer(nn.Module):
     # ---- which edges run -------------------------------------------------------------
 
     def refresh(self) -> None:
-        """Forget the cached set of fixed edges (re-read from ``mask`` on next use)."""
+        """Re-read the set of fixed edges from ``mask`` (every edit through this class
+        calls it): now, so that a compiled forward, which cannot read the mask's values
+        while tracing, finds it current."""
         self._edits += 1
+        if not torch.compiler.is_compiling():
+            self._active_groups()
 
     def _active_groups(self):
         """``[(entry, j_idx, i_idx)]``: the edges with a non-zero mask, grouped by
         function. Cached until the mask tensor changes (version counter, storage) or an
-        edit through this class."""
+        edit through this class. Under torch.compile the cache is taken as it stands (a
+        data-dependent ``nonzero`` would break the graph; dynamo guards on the cached
+        groups): edits through this class keep it current, an in-place edit of ``mask``
+        is seen at the next eager call."""
+        if torch.compiler.is_compiling():
+            return self._groups
         key = (self.mask.data_ptr(), self.mask._version, self._edits, self.mask.device)
         if key != self._cache_key:
             edges = torch.nonzero(self.mask.detach()).tolist()  # one sync per change
@@ -110,7 +119,7 @@ class SymbolicKANLayer(nn.Module):
     @property
     def n_active(self) -> int:
         """Number of edges with a non-zero mask (those the forward evaluates)."""
-        return sum(int(g[1].numel()) for g in self._active_groups())
+        return sum(len(g[1]) for g in self._active_groups())
 
     # ---- forward ----------------------------------------------------------------------
 
@@ -121,7 +130,9 @@ class SymbolicKANLayer(nn.Module):
         threshold ``y_th``). Zeros when no edge is fixed."""
         if x.dim() != 2 or x.shape[1] != self.in_dim:
             raise ValueError(f"x: expected shape [batch, {self.in_dim}], got {list(x.shape)}")
-        y = torch.zeros(x.shape[0], self.out_dim, dtype=torch.result_type(x, self.affine),
+        # torch.promote_types, not torch.result_type(x, affine): the same dtype for these
+        # (non-scalar) tensors, and it traces under torch.compile.
+        y = torch.zeros(x.shape[0], self.out_dim, dtype=torch.promote_types(x.dtype, self.affine.dtype),
                         device=x.device)
         for entry, j_idx, i_idx in self._active_groups():
             y = y.index_add(1, j_idx, self._group_acts(x, entry, j_idx, i_idx, singularity_avoiding, y_th))
