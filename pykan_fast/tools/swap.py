@@ -19,6 +19,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .prune import activation_scales, attribution_scores
+
 __all__ = ["swap", "connection_cost", "auto_swap_l", "auto_swap"]
 
 
@@ -72,26 +74,46 @@ def connection_cost(model) -> torch.Tensor:
     scores of :meth:`KAN.attribute` (computed first if the model has none)."""
     if model.edge_scores is None:
         model.attribute()
+    return _cost(model.edge_scores)
+
+
+def _cost(edge_scores) -> torch.Tensor:
     cost = 0.0
-    for t in model.edge_scores:
+    for t in edge_scores:
         rows = torch.linspace(0, 1, t.shape[0] + 1, device=t.device, dtype=t.dtype)[:-1] + 1 / (2 * t.shape[0])
         cols = torch.linspace(0, 1, t.shape[1] + 1, device=t.device, dtype=t.dtype)[:-1] + 1 / (2 * t.shape[1])
         cost = cost + torch.sum(torch.abs(rows[:, None] - cols[None, :]) * t)
     return cost
 
 
+def _swapped_scales(scales: dict, l: int, i: int, j: int) -> dict:
+    """The activation statistics the model would record with nodes i, j of layer l
+    swapped: a swap only permutes them (rows of layer l-1's outputs, columns of layer
+    l's inputs), so no forward is needed per trial."""
+    def perm(n):
+        order = list(range(n))
+        order[i], order[j] = j, i
+        return order
+    out = {key: list(value) for key, value in scales.items()}
+    below, above = scales["edge_actscale"][l - 1], scales["edge_actscale"][l]
+    out["edge_actscale"][l - 1] = below[perm(below.shape[0])]
+    out["subnode_actscale"][l - 1] = scales["subnode_actscale"][l - 1][perm(below.shape[0])]
+    out["edge_actscale"][l] = above[:, perm(above.shape[1])]
+    return out
+
+
 def auto_swap_l(model, l: int) -> None:
     """Greedy: each addition node of layer ``l`` in turn goes to the slot whose swap
-    gives the lowest connection cost (attribution recomputed for every trial)."""
+    gives the lowest connection cost. pykan re-runs the model and its attribution for
+    every trial swap; here the statistics of one run are permuted per trial (the same
+    numbers: a swap permutes them), one run per node."""
     n = model.width[l][0]
     for i in range(n):
-        costs = []
-        for j in range(n):
-            swap(model, l, i, j)
-            model.attribute()
-            costs.append(float(connection_cost(model)))
-            swap(model, l, i, j)
+        scales = activation_scales(model)
+        costs = [float(_cost(attribution_scores(model, scales=_swapped_scales(scales, l, i, j))
+                             ["edge_scores"])) for j in range(n)]
         swap(model, l, i, int(np.argmin(costs)))
+    model.attribute()
 
 
 def auto_swap(model) -> None:
