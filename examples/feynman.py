@@ -86,6 +86,8 @@ def main(argv=None) -> int:
     parser.add_argument("--pykan", action="store_true", help="also run pykan 0.2.8")
     args = parser.parse_args(argv)
     data = datasets(args.equations)
+    # torch.optim imports torch._dynamo on the first optimizer (seconds): not timed.
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
     sides = ["pykan_fast.kan"] + (["kan"] if args.pykan else [])
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:  # pykan writes ./model and ./figures
