@@ -12,6 +12,7 @@ from torch import nn
 from ..ops import functional
 from ..ops.checks import check_like, check_order, check_tensor
 from ..ops.grid import curve2coef, extend_grid, refit, uniform_grid
+from ..ops.threads import threads_for
 from ..ops.reference import b_batch, coef2curve
 
 __all__ = ["KANLayer"]
@@ -65,8 +66,9 @@ class KANLayer(nn.Module):
         noises = (torch.rand(grid + 1, in_dim, out_dim) - 1 / 2) * noise_scale / grid
         # pykan fits this in float32, where lstsq on the underdetermined system is noisy
         # (a residual of 0.02 at G=10 on this machine's LAPACK): fit in float64 instead.
-        coef = curve2coef(knots[:, k:-k].permute(1, 0).double(), noises.double(),
-                          knots.double(), k)
+        with threads_for((grid + 1) * in_dim * out_dim * (k + 1)):
+            coef = curve2coef(knots[:, k:-k].permute(1, 0).double(), noises.double(),
+                              knots.double(), k)
         self.coef = nn.Parameter(coef.to(knots.dtype))
         self.mask = nn.Parameter(torch.ones(in_dim, out_dim)).requires_grad_(False)
         self.scale_base = nn.Parameter(
@@ -107,7 +109,8 @@ class KANLayer(nn.Module):
                old_coef: torch.Tensor, k_old: int) -> torch.Tensor:
         """coef on ``new_grid`` fitting the old splines at samples ``x`` (input chunk by
         input chunk: no `[B, in, out]` tensor for wide layers)."""
-        return refit(x, old_grid, old_coef, k_old, new_grid, self.k)
+        with threads_for(x.shape[0] * old_coef.shape[0] * self.out_dim * (self.k + 1)):
+            return refit(x, old_grid, old_coef, k_old, new_grid, self.k)
 
     @torch.no_grad()
     def update_grid_from_samples(self, x: torch.Tensor, mode: str = "sample") -> None:
