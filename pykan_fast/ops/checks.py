@@ -48,16 +48,19 @@ def _dtype_fix(dtype: torch.dtype) -> str:
     return f"{method}()" if method else f"to({dtype})"
 
 
-def check_like(name: str, x: torch.Tensor, ref: torch.Tensor, owner: str = "layer") -> None:
+def check_like(name: str, x: torch.Tensor, ref: torch.Tensor, owner: str = "layer",
+               var: str | None = None) -> None:
     """``x`` has ``ref``'s dtype and device (``ref``: a parameter of ``owner``), else an
-    error that says which differs and how to fix it on either side."""
+    error that says which differs and how to fix it on either side (``var``: what to call
+    x in the fix, default ``name``)."""
+    var = name if var is None else var
     if x.dtype != ref.dtype and x.dtype in FLOAT_DTYPES:
         have, want = str(x.dtype).replace("torch.", ""), str(ref.dtype).replace("torch.", "")
         raise TypeError(f"{name} is {have} but the {owner} is {want}: use "
-                        f"{name}.{_dtype_fix(ref.dtype)} or {owner}.{_dtype_fix(x.dtype)}")
+                        f"{var}.{_dtype_fix(ref.dtype)} or {owner}.{_dtype_fix(x.dtype)}")
     if x.device != ref.device:
         raise ValueError(f"{name} is on {x.device} but the {owner} is on {ref.device}: use "
-                         f"{name}.to('{ref.device}') or {owner}.to('{x.device}')")
+                         f"{var}.to('{ref.device}') or {owner}.to('{x.device}')")
 
 
 def check_layer_args(x, grid, coef, scale_base, scale_sp, mask, k, check_values: bool = True) -> None:

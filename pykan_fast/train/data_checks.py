@@ -37,7 +37,7 @@ def _check_finite(name: str, t: torch.Tensor) -> None:
 
 
 def check_split(name: str, x, n_inputs: int | None = None, ref: torch.Tensor | None = None,
-                owner: str = "model") -> torch.Tensor:
+                owner: str = "model", var: str | None = None) -> torch.Tensor:
     """An input split: a 2-D floating tensor (``n_inputs`` columns, ``ref``'s dtype and
     device when given), finite."""
     check_tensor(name, x)
@@ -48,7 +48,7 @@ def check_split(name: str, x, n_inputs: int | None = None, ref: torch.Tensor | N
     if n_inputs is not None and x.shape[1] != n_inputs:
         raise ValueError(f"{name}: expected {n_inputs} columns (the model's inputs), got {x.shape[1]}")
     if ref is not None:
-        check_like(name, x, ref, owner)
+        check_like(name, x, ref, owner, var)
     if x.shape[0] == 0:
         raise ValueError(f"{name}: expected at least one row, got none")
     _check_finite(name, x)
@@ -65,9 +65,10 @@ def check_label(name: str, y, n_rows: int, input_name: str) -> torch.Tensor:
 
 
 def check_pair(input_name: str, label_name: str, x, y, n_inputs: int | None = None,
-               ref: torch.Tensor | None = None, owner: str = "model") -> None:
+               ref: torch.Tensor | None = None, owner: str = "model",
+               var: str | None = None) -> None:
     """An (input, label) pair: see :func:`check_split` and :func:`check_label`."""
-    check_split(input_name, x, n_inputs, ref, owner)
+    check_split(input_name, x, n_inputs, ref, owner, var)
     check_label(label_name, y, x.shape[0], input_name)
 
 

@@ -5,6 +5,7 @@ loader, early stopping, resumable checkpoints and DistributedDataParallel models
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 
 import torch
@@ -166,11 +167,12 @@ def fit_loader(model, train_loader, epochs: int = 1, optimizer="Adam", lr: float
     ``eval_loss`` and the metrics; per epoch ``epoch_loss`` (mean training loss);
     ``skipped`` (steps skipped as non-finite).
     """
-    for name, value in (("epochs", epochs),):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{name}: expected a non-negative int, got {value!r}")
+    if isinstance(epochs, bool) or not isinstance(epochs, numbers.Integral) or epochs < 0:
+        raise ValueError(f"epochs: expected a non-negative int, got {epochs!r}")
+    epochs = int(epochs)
     for name, value in (("eval_every", eval_every), ("max_steps", max_steps)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+                                  or value < 1):
             raise ValueError(f"{name}: expected a positive int or None, got {value!r}")
     if scheduler_interval not in ("epoch", "step"):
         raise ValueError(f"scheduler_interval: expected 'epoch' or 'step', got {scheduler_interval!r}")
@@ -269,7 +271,7 @@ def fit_loader(model, train_loader, epochs: int = 1, optimizer="Adam", lr: float
                     x, y = _to(x, device, dtype), _to(y, device, None)
                     if check_data:
                         check_pair(f"input ({where})", f"label ({where})", x, y, n_inputs, ref,
-                                   owner="model")
+                                   owner="model", var="x")
                     step = position["step"]
                     if update_grid and step % grid_update_freq == 0 and step < stop_grid_update_step:
                         module.update_grid(x)

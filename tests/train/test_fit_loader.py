@@ -226,3 +226,13 @@ def test_progress_bar_shows_epoch_step_and_losses(capsys):
     _model().fit(_loader(), epochs=1, lr=0.02, eval_loader=_loader(seed=1))
     err = capsys.readouterr().err
     assert "epoch=0" in err and "step=" in err and "loss=" in err and "eval_loss=" in err
+
+
+def test_max_steps_and_a_batch_of_the_wrong_dtype():
+    model = _model()
+    hist = model.fit(_loader(batch=8), epochs=3, lr=0.02, max_steps=5, progress=False)
+    assert hist["step"] == [0, 1, 2, 3, 4] and len(hist["epoch_loss"]) == 1
+    x, y = _data(16)
+    with pytest.raises(TypeError, match=r"^input \(epoch 0, batch 0\) is float32 but the model is "
+                                        r"float64: use x\.double\(\) or model\.float\(\)"):
+        model.fit([(x.float(), y)], progress=False)
