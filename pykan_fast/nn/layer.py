@@ -138,18 +138,23 @@ class KANLayer(nn.Module):
         x = x.to(self.grid.dtype)
         finite = torch.isfinite(x)
         if bool(finite.all()):
-            self._update_inputs(x, slice(None), mode)
-            return
-        bad = int((~finite).any(1).sum())
-        warnings.warn(f"update_grid_from_samples: {bad} of {x.shape[0]} samples have non-finite "
-                      "values; left out of the grid and the refit", RuntimeWarning, stacklevel=2)
-        for i in range(self.in_dim):  # each input keeps its own finite samples
-            column = x[finite[:, i], i:i + 1]
-            if column.shape[0] >= 2:
-                self._update_inputs(column, slice(i, i + 1), mode)
+            grid, coef = self._updated_rows(x, slice(None), mode)
+        else:
+            bad = int((~finite).any(1).sum())
+            warnings.warn(f"update_grid_from_samples: {bad} of {x.shape[0]} samples have "
+                          "non-finite values; left out of the grid and the refit",
+                          RuntimeWarning, stacklevel=2)
+            grid, coef = self.grid.detach().clone(), self.coef.detach().clone()
+            for i in range(self.in_dim):  # each input keeps its own finite samples
+                column = x[finite[:, i], i:i + 1]
+                if column.shape[0] >= 2:
+                    grid[i:i + 1], coef[i:i + 1] = self._updated_rows(column, slice(i, i + 1), mode)
+        # New tensors, not in-place writes: the argument checks cache grids by storage.
+        self.coef.data = coef
+        self.grid.data = grid
 
-    def _update_inputs(self, x: torch.Tensor, inputs: slice, mode: str) -> None:
-        """The grid update of inputs ``inputs`` (rows of grid and coef) on finite x."""
+    def _updated_rows(self, x: torch.Tensor, inputs: slice, mode: str):
+        """(grid, coef) rows ``inputs`` updated on finite samples x of those inputs."""
         old_grid, old_coef = self.grid[inputs], self.coef[inputs]
         x_pos = torch.sort(x, dim=0)[0]
         num_interval = old_grid.shape[1] - 1 - 2 * self.k
@@ -159,9 +164,7 @@ class KANLayer(nn.Module):
         if mode == "grid":
             samples = self._adaptive_knots(x_pos, 2 * num_interval, old_span).permute(1, 0)
         new_grid = extend_grid(new_interior, k_extend=self.k)
-        new_coef = self._refit(samples, new_grid, old_grid, old_coef, self.k)
-        self.coef.data[inputs] = new_coef
-        self.grid.data[inputs] = new_grid
+        return new_grid, self._refit(samples, new_grid, old_grid, old_coef, self.k)
 
     def _adaptive_knots(self, x_pos: torch.Tensor, num_interval: int,
                         old_span: torch.Tensor) -> torch.Tensor:
