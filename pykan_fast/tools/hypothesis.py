@@ -228,12 +228,10 @@ def get_molecule(model, x: torch.Tensor, sym_th: float = 1e-3, verbose: bool = T
         molecules = []
         while atoms:
             current, taken = list(atoms[0]), [atoms[0]]
-            if verbose:
-                print([]), print(atoms[0])
             closing_atom = None
             for atom in atoms[1:]:
                 if verbose:
-                    print(current), print(atom)
+                    print(f"molecule {current}, trying {atom}")
                 if (len(current) + len(atom) == n and not full_used and len(taken) > 1
                         and level > 0):
                     # everything would merge into one: keep the last atom apart (pykan)

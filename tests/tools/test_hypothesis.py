@@ -131,6 +131,7 @@ def test_bad_arguments():
 
 
 @pytest.mark.pykan
+@pytest.mark.slow
 def test_matches_pykan_on_its_examples():
     khyp = pytest.importorskip("kan.hypothesis")
     x6 = samples(6, seed=5)
@@ -144,6 +145,7 @@ def test_matches_pykan_on_its_examples():
             for mode in ("add", "mul"):
                 assert hyp.test_separability(f, x6, groups, mode) == bool(
                     khyp.test_separability(f, x6, groups, mode))
+    for groups in ([[0, 1], [2, 3], [4, 5]], [[0, 2], [1, 3, 4, 5]]):
         assert hyp.test_general_separability(sin_pairs_product, x6, groups) == bool(
             khyp.test_general_separability(sin_pairs_product, x6, groups))
     for group in ([0, 1], [0, 2], [2, 3], [1, 4, 5]):
@@ -154,3 +156,42 @@ def test_matches_pykan_on_its_examples():
     assert mine == khyp.get_molecule(nested_plus_one, x5, verbose=False)
     assert hyp.get_tree_node(nested_plus_one, x5, mine, sep_th=0.1, skip_test=False) == \
         khyp.get_tree_node(nested_plus_one, x5, mine, sep_th=0.1, skip_test=False)
+
+
+def test_verdicts_on_a_kan_equal_those_on_its_formula():
+    """A compiled KAN (fused layers, symbolic edges) through the batched double backward."""
+    sympy = pytest.importorskip("sympy")
+    from pykan_fast.tools.compiler import kanpiler
+
+    v = sympy.symbols("a b c d")
+    expr = (v[0] ** 2 + v[1] ** 2) ** 2 + (v[2] ** 2 + v[3] ** 2) ** 2
+    model = kanpiler(v, expr, dtype=torch.float64)
+    f = lambda x: (x[:, [0]] ** 2 + x[:, [1]] ** 2) ** 2 + (x[:, [2]] ** 2 + x[:, [3]] ** 2) ** 2  # noqa: E731
+    x = samples(4, seed=7).double()
+    assert torch.allclose(batch_hessian(model, x), batch_hessian(f, x), atol=1e-10)
+    levels = hyp.get_molecule(model, x, verbose=False)
+    assert levels == hyp.get_molecule(f, x, verbose=False)
+    assert levels == [[[0], [1], [2], [3]], [[0, 1], [2, 3]], [[0, 1, 2, 3]]]
+    assert hyp.test_separability(model, x, [[0, 1], [2, 3]], "add") is True
+    assert hyp.test_separability(model, x, [[0, 2], [1, 3]], "add") is False
+    assert hyp.test_general_separability(model, x, [[0, 1], [2, 3]]) is True
+
+
+@pytest.mark.pykan
+def test_pykan_verdicts_on_its_compiled_model(monkeypatch, tmp_path):
+    sympy = pytest.importorskip("sympy")
+    kcompiler = pytest.importorskip("kan.compiler")
+    khyp = pytest.importorskip("kan.hypothesis")
+    v = sympy.symbols("a b c d")
+    expr = (v[0] ** 2 + v[1] ** 2) ** 2 + (v[2] ** 2 + v[3] ** 2) ** 2
+    x = samples(4, seed=7).double()
+    levels = [[[0], [1], [2], [3]], [[0, 1], [2, 3]], [[0, 1, 2, 3]]]
+    monkeypatch.chdir(tmp_path)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        theirs = kcompiler.kanpiler(v, expr)
+        assert khyp.get_molecule(theirs, x, verbose=False) == levels
+        assert bool(khyp.test_separability(theirs, x, [[0, 2], [1, 3]], "add")) is False
+    finally:
+        torch.set_default_dtype(old)
