@@ -94,7 +94,7 @@ def main(argv=None) -> int:
             out.write("|---|" + "---|" * len(sides) + "\n")
             for name, results in rows:
                 out.write(f"| {name} | " + " | ".join(
-                    f"{status} {seconds:.0f} s" + (f" ({note})" if status != "ok" and note else "")
+                    f"{status} {seconds:.0f} s" + (f" ({note.replace('|', '/')})" if status != "ok" and note else "")
                     for status, seconds, note in results) + " |\n")
     return 0
 

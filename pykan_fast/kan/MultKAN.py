@@ -291,59 +291,6 @@ class MultKAN(_NativeKAN):
         """pykan's ``attribute`` (bar chart by default when ``l`` and ``i`` are given)."""
         return super().attribute(l, i, out_score, plot=plot)
 
-    def node_attribute(self) -> None:
-        """pykan's ``node_attribute``: ``node_attribute_scores``, one attribution per
-        node layer 1..L."""
-        self.node_attribute_scores = [self.attribute(l, plot=False)
-                                      for l in range(1, self.depth + 1)]
-
-    def feature_interaction(self, l, neuron_th=1e-2, feature_th=1e-2) -> dict:
-        """pykan's ``feature_interaction``: how many active nodes of layer ``l`` depend
-        on each set of inputs."""
-        counts = {}
-        for i in range(self.width_in[l]):
-            score = self.attribute(l, i, plot=False)
-            if torch.max(score) > neuron_th:
-                features = tuple(torch.where(score > torch.max(score) * feature_th)[0].tolist())
-                counts[features] = counts.get(features, 0) + 1
-        return counts
-
-    # ---- inspection ---------------------------------------------------------------------
-
-    def _edge_samples(self, l, i, j):
-        """Edge (l, i, j)'s inputs and outputs at ``cache_data`` (pykan's
-        ``spline_preacts[l][:, j, i]``, ``spline_postacts[l][:, j, i]``)."""
-        from ..tools.prune import edge_activations
-        from ..tools.symbolic.edges import check_edge
-
-        check_edge(self, l, i, j)
-        acts = self.get_act()
-        x = acts[l][:, i]
-        return x, edge_activations(self, l, i, x)[:, j]
-
-    def get_range(self, l, i, j, verbose=True):
-        """Input and output range of edge (l, i, j) at ``cache_data``: ``x_min, x_max,
-        y_min, y_max`` (0-d numpy arrays, as pykan)."""
-        x, y = self._edge_samples(l, i, j)
-        out = [t.detach().cpu().numpy() for t in (x.min(), x.max(), y.min(), y.max())]
-        if verbose:
-            print("x range: [" + "%.2f" % out[0], ",", "%.2f" % out[1], "]")
-            print("y range: [" + "%.2f" % out[2], ",", "%.2f" % out[3], "]")
-        return tuple(out)
-
-    def get_fun(self, l, i, j):
-        """Edge (l, i, j)'s samples sorted by input, plotted on pyplot as pykan does;
-        returns ``(inputs, outputs)`` numpy arrays."""
-        import matplotlib.pyplot as plt
-
-        x, y = self._edge_samples(l, i, j)
-        x, y = x.detach().cpu().numpy(), y.detach().cpu().numpy()
-        rank = np.argsort(x)
-        x, y = x[rank], y[rank]
-        plt.figure(figsize=(3, 3))
-        plt.plot(x, y, marker="o")
-        return x, y
-
     def plot(self, folder=None, beta=3, metric="backward", scale=0.5, tick=False, sample=False,
              in_vars=None, out_vars=None, title=None, varscale=1.0, **kwargs):
         """pykan's network diagram, drawn as pyplot's current figure (so ``plt.savefig``

@@ -10,7 +10,7 @@ import torch
 from ..tools.symbolic.fitting import fit_params
 from ..tools.symbolic.formula import ex_round
 from ..tools.symbolic.library import SYMBOLIC_LIB, add_symbolic
-from ..train.dataset import create_dataset
+from ..train.dataset import create_dataset, create_dataset_from_data
 
 __all__ = ["create_dataset", "create_dataset_from_data", "fit_params", "sparse_mask",
            "add_symbolic", "ex_round", "augment_input", "batch_jacobian", "batch_hessian",
@@ -49,24 +49,6 @@ def sparse_mask(in_dim: int, out_dim: int) -> torch.Tensor:
     mask[torch.arange(in_dim), torch.argmin(dist, dim=0)] = 1.0
     mask[torch.argmin(dist, dim=1), torch.arange(out_dim)] = 1.0
     return mask
-
-
-def create_dataset_from_data(inputs: torch.Tensor, labels: torch.Tensor,
-                             train_ratio: float = 0.8, device="cpu") -> dict:
-    """pykan's split of (inputs, labels) into a dataset dict: ``int(n * train_ratio)``
-    training rows drawn with ``np.random.choice`` (global numpy generator), the rest
-    (in pykan's order, a set difference) for testing."""
-    if inputs.shape[0] != labels.shape[0]:
-        raise ValueError(f"labels: expected {inputs.shape[0]} rows like inputs, got {labels.shape[0]}")
-    if not 0 < train_ratio <= 1:
-        raise ValueError(f"train_ratio: expected a number in (0, 1], got {train_ratio!r}")
-    num = inputs.shape[0]
-    train_id = np.random.choice(num, int(num * train_ratio), replace=False)
-    test_id = list(set(np.arange(num)) - set(train_id))  # pykan's order: a set's
-    return {"train_input": inputs[train_id].detach().to(device),
-            "test_input": inputs[test_id].detach().to(device),
-            "train_label": labels[train_id].detach().to(device),
-            "test_label": labels[test_id].detach().to(device)}
 
 
 def augment_input(orig_vars, aux_vars, x):
@@ -140,6 +122,11 @@ def get_derivative(model, inputs, labels, derivative: str = "hessian", loss_mode
         raise ValueError(f"derivative: expected 'hessian' or 'jacobian', got {derivative!r}")
     if loss_mode not in ("pred", "reg", "all"):
         raise ValueError(f"loss_mode: expected 'pred', 'reg' or 'all', got {loss_mode!r}")
+    # pykan differentiates every parameter, knots included, which the fused kernels
+    # treat as constants: the derivative runs on a copy on the pure-torch backend.
+    model = model.copy()
+    for layer in model.act_fun:
+        layer.backend = "torch"
     named = _pykan_parameters(model)
     shapes = [p.shape for _, p in named]
     sizes = [p.numel() for _, p in named]

@@ -1,0 +1,105 @@
+"""pykan_fast.kan.MultKAN: pykan's constructor, fit, prune, refine and symbolic
+pipeline, against pykan 0.2.8 (float64, equal to rounding) and on its own."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import pykan_fast
+from pykan_fast.kan import KAN, MultKAN, create_dataset
+from pykan_fast.kan.checkpoint import to_pykan_state
+
+
+def _dataset(n=60, dtype=torch.float64):
+    def f(x):
+        return torch.exp(torch.sin(torch.pi * x[:, [0]]) + x[:, [1]] ** 2)
+    return create_dataset(f, n_var=2, train_num=n, test_num=n, dtype=dtype)
+
+
+def _same_state(mine, theirs, rtol=1e-10):
+    ours = to_pykan_state(mine)
+    other = theirs.state_dict()
+    assert list(ours) == list(other)
+    for name, value in other.items():
+        torch.testing.assert_close(ours[name], value, rtol=rtol, atol=rtol, msg=name)
+
+
+def test_alias_subclass_and_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert KAN is MultKAN and issubclass(MultKAN, pykan_fast.KAN)
+    model = KAN(width=[2, 5, 1], grid=3, k=3, seed=1, device="cpu")
+    assert model.save_act and not model.auto_save and model.device == "cpu"
+    assert (model.state_id, model.round, model.ckpt_path) == (0, 0, "./model")
+    assert model.n_sum == [5] and model.n_mult == [0]
+    assert list(tmp_path.iterdir()) == []  # auto_save off: no ./model
+
+
+def test_sparse_init_mask_and_scale():
+    model = MultKAN(width=[4, 3, 2], seed=0, sparse_init=True)
+    dense = MultKAN(width=[4, 3, 2], seed=0)
+    for sparse, full in zip(model.act_fun, dense.act_fun):
+        assert 0 < int(sparse.mask.sum()) < sparse.mask.numel()
+        assert torch.equal(sparse.scale_sp, full.scale_sp * sparse.mask)
+        assert torch.equal(sparse.coef, full.coef)  # same draws
+
+
+def test_fit_returns_pykans_types_and_saves_figures(tmp_path):
+    pytest.importorskip("matplotlib")
+    model = MultKAN(width=[2, 2, 1], grid=3, seed=0, dtype=torch.float64)
+    results = model.fit(_dataset(30), steps=2, save_fig=True, img_folder=str(tmp_path / "video"),
+                        beta=5, in_vars=["a", "b"], out_vars=["y"], progress=False)
+    assert set(results) == {"train_loss", "test_loss", "reg"}
+    assert all(isinstance(v, np.ndarray) and v.shape == () for v in results["train_loss"])
+    assert sorted(p.name for p in (tmp_path / "video").iterdir()) == ["0.jpg", "1.jpg"]
+
+
+def test_fit_without_save_act_ignores_lamb(capsys):
+    model = MultKAN(width=[2, 2, 1], grid=3, seed=0).speed()
+    results = model.fit(_dataset(30, torch.float32), steps=1, lamb=0.1, progress=False)
+    assert "setting lamb=0." in capsys.readouterr().out
+    assert float(results["reg"][0]) == 0.0
+
+
+def test_edits_return_multkans():
+    model = MultKAN(width=[2, 3, 1], grid=3, seed=0)
+    model.fit(_dataset(30, torch.float32), steps=1, progress=False)
+    for new in (model.refine(5), model.prune(), model.prune_node(), model.prune_input(active_inputs=[1])):
+        assert type(new) is MultKAN and new.save_act and not new.auto_save
+
+
+@pytest.mark.pykan
+def test_construction_matches_pykan(multkan, float64_default):
+    for kwargs in ({}, {"sparse_init": True}, {"mult_arity": 3, "noise_scale": 0.5}):
+        width = [3, [2, 2], 2]
+        mine = MultKAN(width=width, grid=4, k=2, seed=3, **kwargs)
+        theirs = multkan(width, grid=4, k=2, seed=3, symbolic_enabled=True, **kwargs)
+        _same_state(mine, theirs, rtol=1e-10)
+        x = torch.rand(20, 3) * 2 - 1
+        torch.testing.assert_close(mine(x), theirs(x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.pykan
+@pytest.mark.slow
+def test_fit_prune_refine_symbolic_match_pykan(multkan, float64_default):
+    """The first tutorial's pipeline: fit with the regulariser, prune, refine, fit,
+    auto_symbolic, formula."""
+    dataset = _dataset()
+    mine = MultKAN(width=[2, 3, 1], grid=3, k=3, seed=1)
+    theirs = multkan([2, 3, 1], grid=3, k=3, seed=1, symbolic_enabled=True)
+    ours = mine.fit(dataset, steps=3, lamb=0.01, progress=False)
+    other = theirs.fit(dataset, steps=3, lamb=0.01)
+    np.testing.assert_allclose(np.array(ours["train_loss"]), np.array(other["train_loss"]), rtol=1e-8)
+    np.testing.assert_allclose(np.array(ours["reg"]), np.array(other["reg"]), rtol=1e-8)
+    mine, theirs = mine.prune(edge_th=0.05), theirs.prune(edge_th=0.05)
+    assert mine.width == theirs.width
+    _same_state(mine, theirs, rtol=1e-8)
+    mine, theirs = mine.refine(5), theirs.refine(5)
+    _same_state(mine, theirs, rtol=1e-6)
+    lib = ["x", "x^2", "sin", "exp"]
+    mine.auto_symbolic(lib=lib, verbose=0)
+    theirs.auto_symbolic(lib=lib, verbose=0)
+    assert [s.funs_name for s in mine.symbolic_fun] == [s.funs_name for s in theirs.symbolic_fun]
+    x = dataset["test_input"]
+    torch.testing.assert_close(mine(x), theirs(x), rtol=1e-6, atol=1e-6)
