@@ -1,6 +1,7 @@
 """Launch configuration shared by the layer and derivative launchers: block sizes, the
 dense/local path choice, tl.dot precision, argument checks and the weight gradient's
-batch chunks. Plain Python (no kernels).
+batch chunks. Plain Python (no kernels); ``scripts/triton_static_check.py`` compiles every
+configuration ``LaunchConfig`` can return.
 """
 
 from __future__ import annotations
@@ -52,16 +53,26 @@ class LaunchConfig:
         interp = interpreting()
         n_cols = n_basis + (1 if base else 0)
         k_tile = 16 if interp else 32  # columns of the basis tile fed to one tl.dot
-        self.block_b = 16 if interp else 64
+        # 32 sample rows (not 64): the ieee weight-gradient tiles then reduce over 32 rows
+        # and stop spilling (372 B at 64), and BLOCK_J = 32 forwards too (1.2 KB at 64).
+        self.block_b = 16 if interp else 32
         self.block_o = 16 if interp else 64
         self.block_j = min(next_pow2(n_cols), k_tile)
         self.block_i = max(1, k_tile // self.block_j)
         self.n_jblocks = triton.cdiv(n_cols, self.block_j)
         self.log_nk = max(1, (n_basis + k - 1).bit_length())  # ceil(log2(n_knots - 1))
-        self.local_block_b = 16 if interp else 64
+        # Launch options from scripts/triton_static_check.py (sm_90, triton 3.9; table in
+        # bench/RESULTS.md). maxnreg is always given: without it the bundled ptxas 13 caps
+        # these .reqntid kernels at 32 registers and spills kilobytes (5.4 KB in the dense
+        # forward). One pipeline stage: with Triton's default 3 the dense forward needs
+        # 255 registers and still spills; with 1 it fits.
+        self.tile_options = dict(num_warps=4, num_stages=1, maxnreg=255)
+        # Each thread keeps the span, knots and bases of every sample row it covers: 32
+        # rows over 8 warps fit 128 registers without spills (25% occupancy), where 64
+        # rows over 4 warps needed 255 registers and still spilled 64 B (K = 3).
+        self.local_block_b = 16 if interp else 32
         self.local_block_o = 16 if interp else 64
-        self.tile_options = dict(num_warps=4)
-        self.local_options = dict(num_warps=4)
+        self.local_options = dict(num_warps=8, maxnreg=128)
 
     def tile_meta(self, prec: str) -> dict:
         """Block constexprs and launch options of a dense-tile kernel."""
