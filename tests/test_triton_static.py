@@ -3,6 +3,8 @@ occupancy bar of scripts/triton_static_check.py, at the launcher's configuration
 is needed, only the ptxas bundled in the triton wheel; the full table: run the script.
 """
 
+from __future__ import annotations
+
 import os
 import subprocess
 import sys
