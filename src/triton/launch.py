@@ -68,11 +68,13 @@ class LaunchConfig:
         # 255 registers and still spills; with 1 it fits.
         self.tile_options = dict(num_warps=4, num_stages=1, maxnreg=255)
         # Each thread keeps the span, knots and bases of every sample row it covers: 32
-        # rows over 8 warps fit 128 registers without spills (25% occupancy), where 64
-        # rows over 4 warps needed 255 registers and still spilled 64 B (K = 3).
+        # rows over 8 warps fit 128 registers without spills at k = 3 (25% occupancy),
+        # where 64 rows over 4 warps needed 255 registers and still spilled 64 B. The state
+        # grows with k: at k = 15, 128 registers spill 1.6-1.8 KB in the forward, 255 only
+        # 68-116 B (at one block per SM); k = 4, 5 are not measured yet.
         self.local_block_b = 16 if interp else 32
         self.local_block_o = 16 if interp else 64
-        self.local_options = dict(num_warps=8, maxnreg=128)
+        self.local_options = dict(num_warps=8, maxnreg=128 if k <= 3 else 255)
 
     def tile_meta(self, prec: str) -> dict:
         """Block constexprs and launch options of a dense-tile kernel."""
