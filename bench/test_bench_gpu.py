@@ -31,7 +31,7 @@ import pykan_fast as pf  # noqa: E402
 from pykan_fast.ops import triton_backend  # noqa: E402
 from pykan_fast.ops.functional import fold_weights, kan_layer  # noqa: E402
 from pykan_fast.ops.reference import b_batch  # noqa: E402
-from pykan_fast.triton import kan_triton  # noqa: E402
+from pykan_fast.triton import choose_path  # noqa: E402
 
 K = 3
 # (batch, in = out, G)
@@ -145,5 +145,5 @@ def test_layer(benchmark, shape, dtype_name, mode, provider, monkeypatch):
         "extra_memory_MiB": round((peak - base) / 2**20, 1),
         "useful_gflop": round(2 * batch * n * n * (K + 2) * (3 if mode == "fwd+bwd" else 1)
                               / 1e9, 1),
-        "auto_path": kan_triton.choose_path(G + K, 1),
+        "auto_path": choose_path(G + K, 1),
     })

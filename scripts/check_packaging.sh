@@ -90,7 +90,7 @@ tar -tzf "$SDIST" | sed 's|^[^/]*/||' | grep -v '/$' | grep -v '^$' | sort > "$W
 MISSING=$(comm -23 "$WORK/tracked.txt" "$WORK/sdist.txt")
 [ -z "$MISSING" ] || fail "tracked files missing from the sdist:"$'\n'"$MISSING"
 for need in pyproject.toml CMakeLists.txt README.md src/cpp/bindings.cpp src/cpp/dispatch.cpp \
-            src/cpp/kernels_isa.cpp src/triton/kan_triton.py tests/conftest.py PKG-INFO; do
+            src/cpp/kernels_isa.cpp src/triton/layer.py tests/conftest.py PKG-INFO; do
   grep -qx "$need" "$WORK/sdist.txt" || fail "sdist lacks $need"
 done
 JUNK=$(grep -E '(^|/)(build|dist|\.?venv|__pycache__|\.[a-z_]*cache|\.benchmarks|\.hypothesis|\.git|[^/]*\.egg-info)/|\.(so|o|pyc)$' "$WORK/sdist.txt" || true)
@@ -107,7 +107,9 @@ rm -rf "$WORK/wheel" && mkdir -p "$WORK/wheel"
 (cd "$WORK/wheel" && "$PY" -m zipfile -e "$WHEEL" .)
 (cd "$WORK/wheel" && find . -type f | sed 's|^\./||' | sort) > "$WORK/wheel.txt"
 grep -qE '^pykan_fast/_C\..*\.so$' "$WORK/wheel.txt" || fail "wheel lacks pykan_fast/_C*.so"
-grep -qx 'pykan_fast/triton/kan_triton.py' "$WORK/wheel.txt" || fail "wheel lacks pykan_fast/triton/kan_triton.py"
+for f in $(grep -E '^src/triton/.*\.py$' "$WORK/tracked.txt"); do
+  grep -qx "pykan_fast/triton/${f#src/triton/}" "$WORK/wheel.txt" || fail "wheel lacks pykan_fast/triton/${f#src/triton/}"
+done
 for f in $(grep -E '^pykan_fast/.*\.py$' "$WORK/tracked.txt"); do
   grep -qx "$f" "$WORK/wheel.txt" || fail "wheel lacks $f"
 done

@@ -1,7 +1,7 @@
 """The Triton backend: CUDA tensors (or CPU tensors under ``TRITON_INTERPRET=1``).
 
 Triton is imported on first use, never when ``pykan_fast`` is imported, so the package
-works without it; the kernels live in ``pykan_fast.triton.kan_triton`` (src/triton).
+works without it; the kernels live in ``pykan_fast.triton`` (src/triton).
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ import torch
 __all__ = ["compute_dtype", "forward", "backward", "spline_derivative",
            "spline_derivative_backward", "FORCE_PATH"]
 
-# "dense", "local" or None (the kernels choose by G, see kan_triton.choose_path). For
+# "dense", "local" or None (the kernels choose by G, see pykan_fast.triton.choose_path). For
 # tests and benchmarks.
 FORCE_PATH: str | None = None
 
 
 def _kernels():
-    from ..triton import kan_triton
+    from .. import triton as kernels  # its launchers import triton on first access
 
-    return kan_triton
+    return kernels
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -63,7 +63,7 @@ def spline_derivative(x, grid, spline_weight, row_scale, k: int, order: int) -> 
 def spline_derivative_backward(x, grid, spline_weight, row_scale, grad_y, k: int, order: int,
                                need_t0: bool, need_t1: bool, need_weight: bool):
     """(T_order `[B, in]`, T_order+1 `[B, in]`, grad_spline_weight) of
-    :func:`spline_derivative`; None where not needed (see kan_triton)."""
+    :func:`spline_derivative`; None where not needed (see pykan_fast.triton.derivative)."""
     with _device_scope(x):
         return _kernels().spline_derivative_backward(x, grid, spline_weight, row_scale, grad_y,
                                                      k, order, need_t0, need_t1, need_weight)

@@ -25,9 +25,11 @@ import pykan_fast as pf  # noqa: E402
 from pykan_fast.ops import cpu_backend  # noqa: E402
 from pykan_fast.ops import triton_backend  # noqa: E402
 from pykan_fast.ops.functional import kan_layer  # noqa: E402
-from pykan_fast.triton import kan_triton  # noqa: E402
+from pykan_fast.triton import derivative as triton_derivative  # noqa: E402
+from pykan_fast.triton import launch as triton_launch  # noqa: E402
+from pykan_fast.triton import layer as triton_layer  # noqa: E402
 
-INTERPRETING = kan_triton._interpreting()
+INTERPRETING = triton_launch.interpreting()
 needs_interpreter = pytest.mark.skipif(
     not INTERPRETING, reason="CPU tensors need the Triton interpreter (TRITON_INTERPRET=1)")
 needs_cuda = pytest.mark.skipif(
@@ -161,8 +163,8 @@ class TestInterpreter:
     def test_auto_path_parity(self, force_path):
         # FORCE_PATH None: G=40 takes the local path in float32 without TF32.
         force_path(None)
-        assert kan_triton.choose_path(43, 1) == "local"
-        assert kan_triton.choose_path(8, 1) == "dense"
+        assert triton_launch.choose_path(43, 1) == "local"
+        assert triton_launch.choose_path(8, 1) == "dense"
         check_parity(9, 2, 4, 40, 3, "uniform", "cpu")
 
     @pytest.mark.parametrize("path", PATHS)
@@ -218,7 +220,7 @@ class TestInterpreter:
         params, x = make_problem(3, 2, 2, 3, 3, "uniform")
         sw = params["coef"].transpose(1, 2).contiguous()
         with pytest.raises(ValueError, match="path"):
-            kan_triton.kan_forward(x, params["grid"], sw, params["scale_base"], 3, 1,
+            triton_layer.kan_forward(x, params["grid"], sw, params["scale_base"], 3, 1,
                                    path="sparse")
 
     @pytest.mark.parametrize("path", PATHS)
@@ -241,10 +243,10 @@ class TestInterpreter:
 
     def test_weight_gradient_uses_batch_chunks(self):
         # The parity cases above rely on this: B33 and B17 are reduced in > 1 chunk.
-        cfg = kan_triton._Config(5, 2, 1)
-        assert kan_triton._chunks(33, 2, 17, 6, cfg) > 1
-        cfg = kan_triton._Config(16, 5, 1)
-        assert kan_triton._chunks(17, 4, 3, 17, cfg) > 1
+        cfg = triton_launch.LaunchConfig(5, 2, 1)
+        assert triton_launch.batch_chunks(33, 2, 17, 6, cfg) > 1
+        cfg = triton_launch.LaunchConfig(16, 5, 1)
+        assert triton_launch.batch_chunks(17, 4, 3, 17, cfg) > 1
 
 
 # ---- derivative-order ops (create_graph=True backward, issue 6.2) -------------------------
@@ -407,8 +409,8 @@ class TestDerivativeInterpreter:
     def test_grad_weight_is_deterministic(self):
         # Two-stage batch reduction in > 1 chunk, no atomics: bitwise-equal runs.
         batch, n_in, n_out, G, k = 33, 2, 17, 3, 2
-        cfg = kan_triton._Config(G + k, k, 0)
-        assert kan_triton._chunk_layout(batch, n_in, n_out, G + k, cfg)[0] > 1
+        cfg = triton_launch.LaunchConfig(G + k, k, 0)
+        assert triton_launch.chunk_layout(batch, n_in, n_out, G + k, cfg)[0] > 1
         x, grid, weight, row_scale, grad_y = derivative_problem(batch, n_in, n_out, G, k)
         runs = [triton_backend.spline_derivative_backward(x, grid, weight, row_scale, grad_y,
                                                           k, 1, False, False, True)[2]
@@ -431,20 +433,22 @@ class TestDerivativeInterpreter:
     def test_bad_input_is_rejected_with_argument_named(self):
         x, grid, weight, row_scale, grad_y = derivative_problem(5, 2, 3, 4, 3)
         with pytest.raises(ValueError, match="order: expected a derivative order >= 0"):
-            kan_triton.spline_derivative(x, grid, weight, None, 3, -1)
+            triton_derivative.spline_derivative(x, grid, weight, None, 3, -1)
         with pytest.raises(ValueError, match=r"row_scale: expected shape \[5, 2\]"):
-            kan_triton.spline_derivative(x, grid, weight, row_scale[:, :1].contiguous(), 3, 1)
+            triton_derivative.spline_derivative(x, grid, weight, row_scale[:, :1].contiguous(),
+                                                3, 1)
         with pytest.raises(TypeError, match="row_scale: expected dtype torch.float32"):
-            kan_triton.spline_derivative(x, grid, weight, row_scale.double(), 3, 1)
+            triton_derivative.spline_derivative(x, grid, weight, row_scale.double(), 3, 1)
         with pytest.raises(ValueError, match=r"grad_y: expected shape \[5, 3\]"):
-            kan_triton.spline_derivative_backward(x, grid, weight, None,
-                                                  grad_y[:, :2].contiguous(), 3, 0,
-                                                  True, True, True)
+            triton_derivative.spline_derivative_backward(x, grid, weight, None,
+                                                         grad_y[:, :2].contiguous(), 3, 0,
+                                                         True, True, True)
         with pytest.raises(ValueError, match="grad_y: expected a contiguous"):
-            kan_triton.spline_derivative_backward(x, grid, weight, None, grad_y.T.contiguous().T,
-                                                  3, 0, True, True, True)
+            triton_derivative.spline_derivative_backward(x, grid, weight, None,
+                                                         grad_y.T.contiguous().T, 3, 0,
+                                                         True, True, True)
         with pytest.raises(ValueError, match="spline_weight: expected n_basis"):
-            kan_triton.spline_derivative(x, grid, weight[:, 1:].contiguous(), None, 3, 0)
+            triton_derivative.spline_derivative(x, grid, weight[:, 1:].contiguous(), None, 3, 0)
 
     @pytest.mark.parametrize("base_fun", ["silu", "identity"])
     @pytest.mark.parametrize("case", [(7, 2, 3, 2, 4, 3), (6, 3, 2, 1, 5, 1),
@@ -480,14 +484,17 @@ _COMPILE_SCRIPT = textwrap.dedent("""
     import inspect, sys
     import triton
     from triton.backends.compiler import GPUTarget
-    from pykan_fast.triton import kan_triton as kt
-    assert not kt._interpreting()
+    from pykan_fast.triton import derivative, launch, layer
+    assert not launch.interpreting()
     consts = dict(K=3, BASE=1, D=2, HAS_SCALE=1, NEED_T0=1, NEED_T1=1, LOG_NK=4, PREC="ieee",
                   BLOCK_B=64, BLOCK_I=2, BLOCK_J=16, BLOCK_O=64)
-    for name in ("_kan_fwd_dense_kernel", "_kan_fwd_local_kernel", "_kan_bwd_x_dense_kernel",
-                 "_kan_bwd_x_local_kernel", "_kan_bwd_w_kernel", "_spline_derivative_kernel",
-                 "_spline_derivative_t_kernel", "_spline_derivative_w_kernel"):
-        fn = getattr(kt, name)
+    for module, name in (
+            (layer, "_kan_fwd_dense_kernel"), (layer, "_kan_fwd_local_kernel"),
+            (layer, "_kan_bwd_x_dense_kernel"), (layer, "_kan_bwd_x_local_kernel"),
+            (layer, "_kan_bwd_w_kernel"), (derivative, "_spline_derivative_kernel"),
+            (derivative, "_spline_derivative_t_kernel"),
+            (derivative, "_spline_derivative_w_kernel")):
+        fn = getattr(module, name)
         params = inspect.signature(fn.fn).parameters
         sig = {p: "constexpr" if p in consts else "*fp32" if p.endswith("_ptr") else "i32"
                for p in params}
