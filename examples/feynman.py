@@ -4,7 +4,7 @@ and train again; train an MLP on the same data; report both test RMSEs and the p
 KAN's shape. ``--pykan`` runs the same protocol on pykan 0.2.8 (same data, same calls
 through pykan's namespace) and prints both times.
 
-    python examples/feynman.py [--equations 2 6 20 27] [--steps 20] [--pykan]
+    python examples/feynman.py [--equations 2 6 20 27] [--steps 20] [--pykan | --pykan-only]
 
 Both sides run through pykan's API (``pykan_fast.kan`` / ``kan``), so the code below is
 the same for both; only the package differs.
@@ -49,9 +49,10 @@ def quiet():
         yield
 
 
-def protocol(package: str, data: dict, steps: int, hidden: int = 5, mlp_width: int = 32) -> dict:
+def protocol(package: str, data: dict, steps: int, hidden: int = 5, mlp_width: int = 32,
+             report=None) -> dict:
     """Run the protocol through ``package`` ('pykan_fast.kan' or 'kan'); per equation:
-    KAN and MLP test RMSE, pruned width, seconds."""
+    KAN and MLP test RMSE, pruned width, seconds (``report(eq, row)`` after each)."""
     kan = importlib.import_module(package)
     MLP = importlib.import_module(package + ".MLP").MLP
     results = {}
@@ -75,6 +76,8 @@ def protocol(package: str, data: dict, steps: int, hidden: int = 5, mlp_width: i
         results[eq] = {"kan_rmse": rmse(model, dataset), "mlp_rmse": rmse(mlp, dataset),
                        "shape": [w[0] if isinstance(w, (list, tuple)) else w for w in model.width],
                        "kan_s": kan_seconds, "mlp_s": mlp_seconds}
+        if report is not None:
+            report(eq, package, results[eq])
     return results
 
 
@@ -84,28 +87,31 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=20, help="L-BFGS steps per KAN stage "
                         "(the MLP gets 3x as many)")
     parser.add_argument("--pykan", action="store_true", help="also run pykan 0.2.8")
+    parser.add_argument("--pykan-only", action="store_true", help="run pykan 0.2.8 only")
     args = parser.parse_args(argv)
     data = datasets(args.equations)
     # torch.optim imports torch._dynamo on the first optimizer (seconds): not timed.
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
-    sides = ["pykan_fast.kan"] + (["kan"] if args.pykan else [])
+    sides = ["kan"] if args.pykan_only else ["pykan_fast.kan"] + (["kan"] if args.pykan else [])
+    print(f"steps per KAN stage: {args.steps}, torch threads: {torch.get_num_threads()}")
+    print(f"{'eq':>3} {'formula':<42} {'side':<14} {'KAN rmse':>9} {'MLP rmse':>9} "
+          f"{'pruned':<12} {'KAN s':>7} {'MLP s':>7}", flush=True)
+
+    def report(eq, side, r):
+        print(f"{eq:>3} {data[eq][0][:42]:<42} {side:<14} {r['kan_rmse']:>9.2e} "
+              f"{r['mlp_rmse']:>9.2e} {str(r['shape']):<12} {r['kan_s']:>7.1f} "
+              f"{r['mlp_s']:>7.1f}", flush=True)
+
     runs = {}
     with tempfile.TemporaryDirectory() as tmp:  # pykan writes ./model and ./figures
         cwd = os.getcwd()
         os.chdir(tmp)
+        os.makedirs("model")  # pykan's prune and refine log there even without auto_save
         try:
             for side in sides:
-                runs[side] = protocol(side, data, args.steps)
+                runs[side] = protocol(side, data, args.steps, report=report)
         finally:
             os.chdir(cwd)
-    print(f"steps per KAN stage: {args.steps}, torch threads: {torch.get_num_threads()}")
-    print(f"{'eq':>3} {'formula':<42} {'side':<14} {'KAN rmse':>9} {'MLP rmse':>9} "
-          f"{'pruned':<12} {'KAN s':>7} {'MLP s':>7}")
-    for eq, (formula, _) in data.items():
-        for side in sides:
-            r = runs[side][eq]
-            print(f"{eq:>3} {formula[:42]:<42} {side:<14} {r['kan_rmse']:>9.2e} {r['mlp_rmse']:>9.2e} "
-                  f"{str(r['shape']):<12} {r['kan_s']:>7.1f} {r['mlp_s']:>7.1f}")
     for side in sides:
         total = sum(r["kan_s"] + r["mlp_s"] for r in runs[side].values())
         print(f"total {side}: {total:.1f} s")

@@ -8,7 +8,7 @@ Differences from pykan 0.2.8: importing does not reseed torch's global generator
 (pykan's module runs ``torch.manual_seed(0)`` on import); ``auto_swap`` computes the
 connection cost from the weights alone without re-running the model for every trial
 swap (pykan's extra forward and attribution do not enter the cost); ``fit`` takes
-``progress`` to hide its bar.
+``progress`` (hide its bar) and ``threads`` (one thread for small problems by default).
 """
 
 from __future__ import annotations
@@ -150,10 +150,22 @@ class MLP(nn.Module):
             lamb: float = 0.0, lamb_l1: float = 1.0, lamb_entropy: float = 2.0, loss_fn=None,
             lr: float = 1.0, batch: int = -1, metrics=None, in_vars=None, out_vars=None,
             beta: float = 3, device="cpu", reg_metric: str = "w", display_metrics=None,
-            progress: bool = True) -> dict:
+            progress: bool = True, threads="auto") -> dict:
         """Train as pykan's ``MLP.fit``: ``{'train_loss', 'test_loss', 'reg'}`` per step
         (the losses as RMSE), plus one list per function in ``metrics``. The regulariser
-        (``lamb > 0``) needs ``save_act``."""
+        (``lamb > 0``) needs ``save_act``. ``threads``: torch threads for the loop, as
+        :func:`pykan_fast.train.fit.fit` ('auto': one for small problems, where a second
+        thread only waits; an int; None: unchanged)."""
+        from ..train.threads import threads_for
+
+        n_params = sum(p.numel() for p in self.parameters())
+        batch_rows = dataset["train_input"].shape[0] if batch == -1 else batch
+        with threads_for(threads, batch_rows, n_params):
+            return self._fit(dataset, opt, steps, log, lamb, lamb_l1, lamb_entropy, loss_fn, lr,
+                             batch, metrics, reg_metric, display_metrics, progress)
+
+    def _fit(self, dataset, opt, steps, log, lamb, lamb_l1, lamb_entropy, loss_fn, lr, batch,
+             metrics, reg_metric, display_metrics, progress) -> dict:
         from ..train.fit import _make_optimizer, _progress
 
         for key in ("train_input", "train_label", "test_input", "test_label"):
