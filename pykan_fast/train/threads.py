@@ -1,10 +1,11 @@
-"""Thread count for a training loop: small work runs on one thread.
+"""The ``threads=`` argument of the training loops: ``"auto"`` (small work on one thread,
+by :func:`pykan_fast.ops.threads.threads_for`'s rule), an int, or None (unchanged).
 
 torch's OpenMP pool spin-waits for its threads at every parallel region; with a batch of
 a few hundred samples and a small KAN each region lasts microseconds, and on a busy
-machine a second thread that is not scheduled at once stalls every kernel call (fits 10-40x
-slower were measured on a loaded 2-core machine). Below ``SMALL_WORK`` (samples x
-parameters per step) the loop runs under ``torch.set_num_threads(1)``, restored after.
+machine a second thread that is not scheduled at once stalls every kernel call (small fits
+3x faster on one thread on a loaded 2-core machine, bench/RESULTS.md). The work measure
+here is samples x trained parameters per step, against the same threshold.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ import contextlib
 
 import torch
 
+from ..ops.threads import SERIAL_JOB_WORK
+from ..ops.threads import threads_for as _serial_when_small
+
 __all__ = ["SMALL_WORK", "threads_for", "check_threads"]
 
-SMALL_WORK = 1 << 22
+SMALL_WORK = SERIAL_JOB_WORK
 
 
 def check_threads(threads) -> None:
@@ -28,10 +32,13 @@ def check_threads(threads) -> None:
 @contextlib.contextmanager
 def threads_for(threads, batch: int, n_params: int):
     """Run the block under ``threads`` torch threads: an int; ``"auto"``: 1 when
-    ``batch * n_params < SMALL_WORK``, else unchanged; None: unchanged."""
+    ``batch * n_params`` is below ``SMALL_WORK``, else unchanged; None: unchanged. The
+    caller's count is restored afterwards."""
     check_threads(threads)
     if threads == "auto":
-        threads = 1 if batch * n_params < SMALL_WORK else None
+        with _serial_when_small(batch * n_params):
+            yield
+        return
     old = torch.get_num_threads()
     if threads is None or threads == old:
         yield
