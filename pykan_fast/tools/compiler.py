@@ -26,7 +26,6 @@ the last silently, here a ValueError says so. Unsupported functions raise ValueE
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 __all__ = ["expr2kan", "kanpiler", "sf2kan", "split_affine", "compile_plan"]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
 import torch
 
 from .derivatives import batch_hessian, batch_jacobian
