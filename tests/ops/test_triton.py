@@ -51,7 +51,7 @@ CASES = [
     (9, 2, 4, 40, 3),
 ]
 CASE_IDS = [f"B{b}-in{i}-out{o}-G{g}-k{k}" for b, i, o, g, k in CASES]
-KNOTS = ["uniform", "nonuniform"]
+KNOTS = ["uniform", "random"]  # conftest.make_case's grid_kind names
 PATHS = ["dense", "local"]
 
 # float32 parity with the float32 reference, relative to each tensor's largest entry.
@@ -81,7 +81,7 @@ def make_problem(batch, n_in, n_out, G, k, knots, device="cpu", seed=0):
     layer = pf.KANLayer(n_in, n_out, grid=G, k=k)
     grid = layer.grid.detach().clone()
     n_knots = grid.shape[1]
-    if knots == "nonuniform":
+    if knots == "random":
         # Sorted random knots per input, distinct, over a per-input span.
         lo = torch.rand(n_in, 1, generator=gen) * 2 - 2
         width = torch.rand(n_in, 1, generator=gen) * 3 + 1
@@ -158,7 +158,7 @@ class TestInterpreter:
     def test_other_base_functions(self, base_fun, path, force_path):
         # base 0 in the kernels; the base term runs in torch.
         force_path(path)
-        check_parity(7, 3, 5, 5, 3, "nonuniform", "cpu", base_fun=base_fun)
+        check_parity(7, 3, 5, 5, 3, "random", "cpu", base_fun=base_fun)
 
     def test_auto_path_parity(self, force_path):
         # FORCE_PATH None: G=40 takes the local path in float32 without TF32.
@@ -171,7 +171,7 @@ class TestInterpreter:
     def test_partial_gradients(self, path, force_path):
         # Only x needs a gradient, then only the weights: the other outputs are skipped.
         force_path(path)
-        params, x = make_problem(17, 3, 5, 5, 3, "nonuniform")
+        params, x = make_problem(17, 3, 5, 5, 3, "random")
         for want_x in (True, False):
             results = {}
             for backend in ("torch", "triton"):
@@ -197,7 +197,7 @@ class TestInterpreter:
     def test_deterministic(self, path, force_path):
         # Two-stage reduction, no atomics: bitwise-equal gradients across runs.
         force_path(path)
-        params, x = make_problem(33, 2, 17, 3, 2, "nonuniform")
+        params, x = make_problem(33, 2, 17, 3, 2, "random")
         first, second = run(params, x, 2, "triton"), run(params, x, 2, "triton")
         for name in first:
             assert torch.equal(first[name], second[name]), name
@@ -267,7 +267,7 @@ DERIVATIVE_IDS = [f"B{b}-in{i}-out{o}-G{g}-k{k}" for b, i, o, g, k in DERIVATIVE
 def derivative_problem(batch, n_in, n_out, G, k, device="cpu", seed=0):
     """Non-uniform knots, x outside the grid and on knots (make_problem), NaN and inf in
     x when the batch allows; a spline weight `[in, G+k, out]`, row_scale and grad_y."""
-    params, x = make_problem(batch, n_in, n_out, G, k, "nonuniform", seed=seed)
+    params, x = make_problem(batch, n_in, n_out, G, k, "random", seed=seed)
     if batch >= 6:
         x[4, 0], x[5, -1] = float("nan"), float("-inf")
     gen = torch.Generator().manual_seed(seed + 1)
@@ -347,8 +347,8 @@ def double_backward(backend, case, k, base_fun="silu"):
 def double_backward_case(batch, n_in, n_hidden, n_out, G, k, device="cpu"):
     """x `[B, in]` (outside the grid and on knots included) and two layers' parameters
     on non-uniform grids."""
-    first, x = make_problem(batch, n_in, n_hidden, G, k, "nonuniform", seed=2)
-    second, _ = make_problem(1, n_hidden, n_out, G, k, "nonuniform", seed=3)
+    first, x = make_problem(batch, n_in, n_hidden, G, k, "random", seed=2)
+    second, _ = make_problem(1, n_hidden, n_out, G, k, "random", seed=3)
     layers = [{n: t.to(device) for n, t in p.items()} for p in (first, second)]
     return {"x": x.to(device), "layers": layers}
 
@@ -533,7 +533,7 @@ class TestCuda:
     def test_larger_shape(self, path, force_path, monkeypatch):
         monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
         force_path(path)
-        check_parity(1000, 37, 70, 7, 3, "nonuniform", "cuda")
+        check_parity(1000, 37, 70, 7, 3, "random", "cuda")
 
     @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=["bf16", "fp16"])
     @pytest.mark.parametrize("path", PATHS)
