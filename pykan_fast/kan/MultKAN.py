@@ -222,8 +222,12 @@ class MultKAN(_NativeKAN):
 
     # ---- editing (pykan logs each edit in the history) ----------------------------------
 
-    def refine(self, new_grid):
-        new = self._adopt(super().refine(new_grid))
+    def refine(self, new_grid=None, grid=None):
+        """pykan's ``refine``; ``grid=`` is accepted as another name for ``new_grid``
+        (older pykan tutorials call ``refine(grid=G)``)."""
+        if (new_grid is None) == (grid is None):
+            raise TypeError("refine: pass the new number of grid intervals once (new_grid)")
+        new = self._adopt(super().refine(new_grid if grid is None else grid))
         self.log_history("refine")
         new.state_id = self.state_id
         return new
