@@ -99,7 +99,8 @@ Checked check_common(const py::array& x, const py::array& grid, const py::array&
   const Checked c = check_spline(x, grid, spline_weight, k, threads);
   require_array(base_weight, "base_weight", 2, x.dtype(), false);
   require_shape(base_weight, "base_weight", {c.in, c.out});
-  if (base != 0 && base != 1) throw py::value_error("base: expected 0 (none) or 1 (silu)");
+  if (base != static_cast<int>(pykan::BaseFun::kNone) && base != static_cast<int>(pykan::BaseFun::kSilu))
+    throw py::value_error("base: expected 0 (none) or 1 (silu)");
   return c;
 }
 
@@ -264,6 +265,11 @@ void derivative_backward(const py::array& x, const py::array& grid, const py::ar
 PYBIND11_MODULE(_C, m) {
   m.doc() = "pykan_fast compiled kernels: fused KAN-layer forward and backward (CPU)";
   m.attr("MAX_ORDER") = kMaxOrder;
+  // The `base` codes of forward/backward (enum BaseFun): the Python side reads them here.
+  py::dict base_codes;
+  base_codes["none"] = static_cast<int>(pykan::BaseFun::kNone);
+  base_codes["silu"] = static_cast<int>(pykan::BaseFun::kSilu);
+  m.attr("BASE_FUN_CODES") = base_codes;
   m.def("forward", &forward, py::arg("x").noconvert(), py::arg("grid").noconvert(),
         py::arg("spline_weight").noconvert(), py::arg("base_weight").noconvert(),
         py::arg("y").noconvert(), py::arg("k"), py::arg("base"), py::arg("threads"),
