@@ -15,12 +15,11 @@ import warnings
 import numpy as np
 import torch
 
-from ..ops import functional
 from .data_checks import check_dataset
 from .guard import FiniteCheck, NonFiniteError, Snapshot, check_on_nonfinite
 from .lbfgs import LBFGS
 from .threads import check_threads, threads_for
-from ..ops.reference import coef2curve, resolve_base_fun
+from ..nn.edges import edge_activations
 
 __all__ = ["fit", "fit_dataset", "regularization", "edge_std"]
 
@@ -32,22 +31,10 @@ def _chunks(n: int, size: int):
 
 
 def _edge_acts(layer, x, coef, scale_base, scale_sp, i0: int, i1: int, dense: bool) -> torch.Tensor:
-    """Per-edge activations `[b, i1-i0, out]` of inputs ``i0:i1`` (x holds those columns).
-
-    ``dense``: pykan's formula on the chunk's `[b, i1-i0, G+k]` bases; otherwise one
-    fused-kernel call per input (a 1-input layer), whose cost does not grow with G.
-    """
-    mask = layer.mask[i0:i1]
-    if dense:
-        spline = coef2curve(x, layer.grid[i0:i1], coef, layer.k)
-        base = resolve_base_fun(layer.base_fun)(x)
-        return mask * (scale_base * base[:, :, None] + scale_sp * spline)
-    cols = []
-    for j, i in enumerate(range(i0, i1)):
-        cols.append(functional.kan_layer(
-            x[:, j:j + 1], layer.grid[i:i + 1], coef[j:j + 1], scale_base[j:j + 1],
-            scale_sp[j:j + 1], mask[j:j + 1], layer.k, layer.base_fun, layer.backend))
-    return torch.stack(cols, dim=1)
+    """Per-edge activations `[b, i1-i0, out]` of inputs ``i0:i1`` (x holds those columns),
+    with the chunk's own parameter tensors (autograd leaves in the backward)."""
+    return edge_activations(layer, x, slice(i0, i1), coef=coef, scale_base=scale_base,
+                            scale_sp=scale_sp, dense=dense)
 
 
 def _plan(batch: int, in_dim: int, per_edge_row: int, max_elements: int):
