@@ -54,7 +54,9 @@ def check_like(name: str, x: torch.Tensor, ref: torch.Tensor, owner: str = "laye
     error that says which differs and how to fix it on either side (``var``: what to call
     x in the fix, default ``name``)."""
     var = name if var is None else var
-    if x.dtype != ref.dtype and x.dtype in FLOAT_DTYPES:
+    # Under torch.autocast low-precision activations are expected: kan_layer casts them.
+    autocast = x.device.type in ("cpu", "cuda") and torch.is_autocast_enabled(x.device.type)
+    if x.dtype != ref.dtype and x.dtype in FLOAT_DTYPES and not autocast:
         have, want = str(x.dtype).replace("torch.", ""), str(ref.dtype).replace("torch.", "")
         raise TypeError(f"{name} is {have} but the {owner} is {want}: use "
                         f"{var}.{_dtype_fix(ref.dtype)} or {owner}.{_dtype_fix(x.dtype)}")

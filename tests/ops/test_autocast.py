@@ -79,5 +79,5 @@ def test_model_under_autocast():
 
 def test_without_autocast_dtypes_must_agree():
     """Outside autocast no silent casting: a bfloat16 x with float32 parameters is an error."""
-    with pytest.raises(TypeError, match="dtype"):
+    with pytest.raises(TypeError, match=r"x is bfloat16 but the layer is float32: use x.float\(\)"):
         _layer()(_inputs(torch.bfloat16))
