@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("triton", reason="triton is not installed (pip install pykan-fast[triton])")
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+SCRIPTS = Path(__file__).resolve().parents[2] / "scripts"
 
 # A fresh process: this one may have the kernels decorated for the interpreter.
 _CHECK = """
