@@ -17,17 +17,22 @@ import pytest
 
 from shapes import SHAPES, SMOKE, shape_id
 
+# Resident-set readings from /proc, shared by both measurement scripts.
+_STATUS = r"""
+def status(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) * 1024
+"""
+
 SCRIPT = r"""
 import json, sys, torch
 from pykan_fast.experiments.benchmarking import make, run
 batch, in_dim, out_dim, grid = {shape!r}
 module, x = make({provider!r}, batch, in_dim, out_dim, grid)
 grad_y = torch.randn(batch, out_dim)
-def status(key):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
+""" + _STATUS + r"""
 run(module, x, "fwd+bwd", grad_y)
 x.grad = None
 for p in module.parameters():
@@ -75,11 +80,7 @@ model = pf.KAN(width, grid=5, k=3, seed=0, dtype=torch.float32)
 x = torch.rand(batch, width[0]) * 2 - 1
 data = dict(train_input=x, train_label=torch.randn(batch, width[-1]),
             test_input=x[:64], test_label=torch.randn(64, width[-1]))
-def status(key):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) * 1024
+""" + _STATUS + r"""
 model.update_grid_from_samples(x)  # warm-up: thread pools, code pages
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")
