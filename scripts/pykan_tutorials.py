@@ -18,8 +18,14 @@ import os
 import shutil
 import subprocess
 import sys
+import json
 import tempfile
 import time
+
+# The checkout this script lives in: its ``pykan_fast`` goes first on the notebooks'
+# path, so the runner tests this source tree, not whatever copy site-packages holds (the
+# notebooks run in a temporary folder, where ``python -m`` would find only that copy).
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Runs a notebook with whatever ``kan`` is importable (pykan itself), through the same
 # cell runner as pykan_fast's side.
@@ -45,6 +51,9 @@ def run_one(notebook: str, side: str, timeout: float) -> tuple[str, float, str]:
         else:
             cmd = [sys.executable, "-c", _PYKAN_RUNNER, target]
         env = dict(os.environ, MPLBACKEND="Agg")
+        if os.path.isdir(os.path.join(_REPO, "pykan_fast")):
+            env["PYTHONPATH"] = os.pathsep.join(
+                [_REPO] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
         start = time.perf_counter()
         try:
             proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True,
@@ -65,6 +74,9 @@ def main(argv=None) -> int:
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per notebook and side")
     parser.add_argument("--only", nargs="*", default=None, help="run notebooks whose path contains one of these")
     parser.add_argument("--markdown", default=None, help="also write the table (Markdown) to this file")
+    parser.add_argument("--pykan-only", action="store_true", help="run pykan's side only")
+    parser.add_argument("--jsonl", default=None,
+                        help="append one JSON line per notebook and side (name, side, status, seconds, note, load)")
     args = parser.parse_args(argv)
     found = notebooks(args.path)
     if args.only:
@@ -72,13 +84,23 @@ def main(argv=None) -> int:
     if not found:
         print(f"no notebooks under {args.path!r}", file=sys.stderr)
         return 2
-    sides = ["pykan_fast"] + (["pykan"] if args.pykan else [])
+    sides = ["pykan"] if args.pykan_only else ["pykan_fast"] + (["pykan"] if args.pykan else [])
     rows = []
     header = f"{'notebook':52s} " + " ".join(f"{s:>18s}" for s in sides)
     print(header, flush=True)
     for nb in found:
         name = os.path.relpath(nb, os.path.dirname(os.path.dirname(nb)))
-        results = [run_one(nb, side, args.timeout) for side in sides]
+        results = []
+        for side in sides:
+            load = os.getloadavg()[0]
+            results.append(run_one(nb, side, args.timeout))
+            if args.jsonl:
+                status, seconds, note = results[-1]
+                with open(args.jsonl, "a") as log:
+                    log.write(json.dumps({"notebook": name, "side": side, "status": status,
+                                          "seconds": round(seconds, 1), "note": note,
+                                          "load_before": round(load, 2),
+                                          "load_after": round(os.getloadavg()[0], 2)}) + "\n")
         rows.append((name, results))
         cells = " ".join(f"{status:>7s} {seconds:8.1f} s" for status, seconds, _ in results)
         print(f"{name:52s} {cells}", flush=True)
