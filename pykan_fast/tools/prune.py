@@ -23,7 +23,7 @@ from ..train.fit import edge_std
 from ..nn.edges import edge_activations as edge_activations_of
 
 __all__ = ["get_act", "edge_activations", "activation_scales", "node_arities",
-           "attribution_scores", "attribute", "prune_node", "prune_edge", "prune",
+           "attribution_scores", "attribution_reg_scales", "attribute", "prune_node", "prune_edge", "prune",
            "prune_input"]
 
 
@@ -125,6 +125,26 @@ def _node_to_subnode(node_score: torch.Tensor, n_add: int, arities: list[int]) -
     return torch.cat(parts, dim=1)
 
 
+def _propagate(model, l_end: int, node_score: torch.Tensor, edge_actscale: list,
+               subnode_actscale: list) -> dict:
+    """The attribution sweep from node layer ``l_end`` down (see
+    :func:`attribution_scores`); differentiable in ``edge_actscale`` and ``node_score``."""
+    node_scores, subnode_scores, edge_scores = [node_score], [], []
+    for layer in range(l_end, 0, -1):
+        subnode_score = _node_to_subnode(node_score, model.width[layer][0], node_arities(model, layer))
+        subnode_scores.append(subnode_score)
+        edge_score = torch.einsum("ij,ki,i->kij", edge_actscale[layer - 1], subnode_score,
+                                  1 / (subnode_actscale[layer - 1] + 1e-4))
+        edge_scores.append(edge_score)
+        node_score = torch.sum(edge_score, dim=1)
+        node_scores.append(node_score)
+    out = {"node_scores_all": node_scores[::-1], "edge_scores_all": edge_scores[::-1],
+           "subnode_scores_all": subnode_scores[::-1]}
+    for name in ("node_scores", "edge_scores", "subnode_scores"):
+        out[name] = [torch.mean(s, dim=0) for s in out[name + "_all"]]
+    return out
+
+
 @torch.no_grad()
 def attribution_scores(model, l: int | None = None, out_score: torch.Tensor | None = None,
                        scales: dict | None = None, max_elements: int = 1 << 20) -> dict:
@@ -152,20 +172,47 @@ def attribution_scores(model, l: int | None = None, out_score: torch.Tensor | No
         if out_score.shape != (out_dim,):
             raise ValueError(f"out_score: expected shape [{out_dim}], got {list(out_score.shape)}")
         node_score = torch.diag(out_score)
-    node_scores, subnode_scores, edge_scores = [node_score], [], []
-    for layer in range(l_end, 0, -1):
-        subnode_score = _node_to_subnode(node_score, model.width[layer][0], node_arities(model, layer))
-        subnode_scores.append(subnode_score)
-        edge_score = torch.einsum("ij,ki,i->kij", scales["edge_actscale"][layer - 1], subnode_score,
-                                  1 / (scales["subnode_actscale"][layer - 1] + 1e-4))
-        edge_scores.append(edge_score)
-        node_score = torch.sum(edge_score, dim=1)
-        node_scores.append(node_score)
-    out = {"node_scores_all": node_scores[::-1], "edge_scores_all": edge_scores[::-1],
-           "subnode_scores_all": subnode_scores[::-1]}
-    for name in ("node_scores", "edge_scores", "subnode_scores"):
-        out[name] = [torch.mean(s, dim=0) for s in out[name + "_all"]]
-    return out
+    return _propagate(model, l_end, node_score, scales["edge_actscale"], scales["subnode_actscale"])
+
+
+def attribution_reg_scales(model, inputs: list, reg_metric: str,
+                           max_elements: int = 1 << 20) -> list[torch.Tensor]:
+    """The matrices pykan's ``reg`` penalises for ``reg_metric`` ``'edge_backward'``
+    (``model.edge_scores`` after ``attribute()``: `[out, in]` per layer) or
+    ``'node_backward'`` (``model.node_attribute()``'s scores: per node layer l = 1..L, the
+    attribution of layer l's nodes to the inputs, `[width_in[l], width_in[0]]`), computed
+    at the layer inputs ``inputs`` of the current forward and differentiable in the
+    parameters, as pykan's fit uses them.
+
+    As pykan: ``edge_actscale`` (std over the batch of each edge's activation, symbolic
+    part included) carries the gradient, ``subnode_actscale`` is detached; the symbolic
+    branch is evaluated without singularity avoidance.
+    """
+    edge_scale, subnode_scale = [], []
+    for l, layer in enumerate(model.act_fun):
+        x = inputs[l]
+        std = edge_std(layer, x, max_elements).T  # [out, in]
+        sym = _symbolic_layer(model, l)
+        if sym is not None:
+            std = std.clone()
+            for i in torch.nonzero((sym.mask != 0).any(dim=0)).flatten().tolist():
+                js = torch.nonzero(sym.mask[:, i]).flatten()
+                acts = edge_activations_of(layer, x[:, i:i + 1], slice(i, i + 1))[:, 0, :]
+                acts = acts[:, js] + torch.stack([sym.edge_acts(x[:, i], i, j) for j in js.tolist()], dim=1)
+                std[js, i] = torch.std(acts, dim=0)
+        edge_scale.append(std)
+        with torch.no_grad():
+            subnode_scale.append(torch.std(model._layer_out(l, x.detach(), False, 10.0), dim=0))
+    ref = edge_scale[0]
+    eye = torch.eye(model.width_in[model.depth], dtype=ref.dtype, device=ref.device)
+    full = _propagate(model, model.depth, eye, edge_scale, subnode_scale)
+    if reg_metric == "edge_backward":
+        return full["edge_scores"]
+    if reg_metric != "node_backward":
+        raise ValueError(f"reg_metric: expected 'edge_backward' or 'node_backward', got {reg_metric!r}")
+    return [_propagate(model, l, torch.diag(full["node_scores"][l]), edge_scale,
+                       subnode_scale)["node_scores_all"][0]
+            for l in range(1, model.depth + 1)]
 
 
 def attribute(model, l: int | None = None, i: int | None = None,

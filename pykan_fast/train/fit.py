@@ -129,11 +129,13 @@ def edge_std(layer, x: torch.Tensor, max_elements: int = 1 << 20,
                           int(max_elements), dense)
 
 
+_ATTRIBUTION_REG_METRICS = ("edge_backward", "node_backward")
+
+
 def _check_reg_metric(reg_metric: str) -> None:
-    if reg_metric in ("edge_backward", "node_backward"):
-        raise NotImplementedError(f"reg_metric: {reg_metric!r} (attribution scores) is not supported yet")
-    if reg_metric not in _REG_METRICS:
-        raise ValueError(f"reg_metric: expected one of {list(_REG_METRICS)}, got {reg_metric!r}")
+    if reg_metric not in _REG_METRICS + _ATTRIBUTION_REG_METRICS:
+        raise ValueError(f"reg_metric: expected one of {list(_REG_METRICS + _ATTRIBUTION_REG_METRICS)}, "
+                         f"got {reg_metric!r}")
 
 
 def regularization(model, inputs, reg_metric: str = "edge_forward_spline_n",
@@ -146,17 +148,26 @@ def regularization(model, inputs, reg_metric: str = "edge_forward_spline_n",
     ``edge_forward_spline_u``: undivided); then ``lamb_l1 * sum(vec) + lamb_entropy *
     (row entropy + column entropy)`` (log2, rows/columns normalised by their sum + 1), plus
     ``lamb_coef`` * mean |coef| and ``lamb_coefdiff`` * mean |diff coef| per edge.
+    ``edge_backward`` / ``node_backward``: the matrices are pykan's attribution scores
+    (:func:`pykan_fast.tools.prune.attribution_reg_scales`).
     """
     _check_reg_metric(reg_metric)
     reg = 0.0
     if lamb_l1 != 0 or lamb_entropy != 0:
-        for layer, x in zip(model.act_fun, inputs):
-            vec = edge_std(layer, x, max_elements)  # [in, out]
-            if reg_metric != "edge_forward_spline_u":
-                vec = vec / (torch.std(x, dim=0) + 0.1)[:, None]
-            if reg_metric == "edge_forward_sum":
-                vec = vec.detach()
-            vec = vec.T  # pykan's [out, in]
+        if reg_metric in _ATTRIBUTION_REG_METRICS:
+            from ..tools.prune import attribution_reg_scales  # the tools sit above training
+
+            vecs = attribution_reg_scales(model, inputs, reg_metric, max_elements)
+        else:
+            vecs = []
+            for layer, x in zip(model.act_fun, inputs):
+                vec = edge_std(layer, x, max_elements)  # [in, out]
+                if reg_metric != "edge_forward_spline_u":
+                    vec = vec / (torch.std(x, dim=0) + 0.1)[:, None]
+                if reg_metric == "edge_forward_sum":
+                    vec = vec.detach()
+                vecs.append(vec.T)  # pykan's [out, in]
+        for vec in vecs:
             l1 = torch.sum(vec)
             p_row = vec / (torch.sum(vec, dim=1, keepdim=True) + 1)
             p_col = vec / (torch.sum(vec, dim=0, keepdim=True) + 1)

@@ -126,6 +126,81 @@ def test_attribute_errors():
         attribution_scores(model, out_score=torch.ones(2))
 
 
+@pytest.mark.parametrize("reg_metric", ["edge_backward", "node_backward"])
+@pytest.mark.parametrize("width,mult_arity", CASES[:2] + [([2, 3, 1], 2)], ids=IDS[:2] + ["symbolic"])
+def test_attribution_regularisers_match_multkan_reg(multkan, float64_default, reg_metric, width, mult_arity):
+    """reg_metric 'edge_backward' / 'node_backward': pykan's reg after attribute() /
+    node_attribute() on the same forward, value and gradients (edge_actscale carries the
+    gradient, subnode_actscale is detached)."""
+    theirs, ours = _pair(multkan, width, mult_arity, symbolic_enabled=width == [2, 3, 1])
+    x = _inputs(120, width[0], seed=21)
+    if width == [2, 3, 1]:  # a symbolic-only edge and an edge with both branches
+        for model in (theirs, ours):
+            model(x)
+            model.fix_symbolic(0, 0, 1, "sin", fit_params_bool=False, verbose=False, log_history=False)
+            model.fix_symbolic(0, 1, 2, "x^2", fit_params_bool=False, verbose=False, log_history=False)
+            model.set_mode(0, 1, 2, "sn")
+    lambs = dict(lamb_l1=0.7, lamb_entropy=1.9, lamb_coef=0.3, lamb_coefdiff=0.2)
+    theirs(x)
+    theirs.attribute() if reg_metric == "edge_backward" else theirs.node_attribute()
+    want = theirs.reg(reg_metric, **lambs)
+    got = ours.reg(reg_metric, x=x, **lambs)
+    assert abs(got.item() - want.item()) <= 1e-12 * abs(want.item())
+    names = ("coef", "scale_base", "scale_sp")
+    grads = [torch.autograd.grad(r, [getattr(l, n) for l in m.act_fun for n in names])
+             for r, m in ((got, ours), (want, theirs))]
+    for a, b in zip(*grads):
+        assert _max_rel(a, b) <= 1e-10
+    # not the forward metric's number: the attribution scores are what is penalised
+    assert abs(ours.reg("edge_forward_spline_n", x=x, **lambs).item() - got.item()) > 1e-6
+
+
+@pytest.mark.parametrize("reg_metric", ["edge_backward", "node_backward"])
+def test_fit_with_attribution_regulariser_matches_multkan(multkan, float64_default, reg_metric):
+    from pykan_fast.kan import create_dataset
+
+    dataset = create_dataset(lambda x: torch.sin(x[:, [0]]) + x[:, [1]] ** 2, n_var=3,
+                             train_num=60, test_num=30, seed=1)
+    kwargs = dict(opt="LBFGS", steps=2, lamb=0.01, reg_metric=reg_metric, update_grid=False)
+    theirs = multkan([3, 4, 1], grid=4, k=3, seed=2)
+    ours = pf.KAN([3, 4, 1], grid=4, k=3, seed=2)
+    np.random.seed(3)
+    hist_theirs = theirs.fit(dataset, **kwargs)
+    np.random.seed(3)
+    hist_ours = ours.fit(dataset, progress=False, **kwargs)
+    for a, b in zip(ours.act_fun, theirs.act_fun):
+        for name in ("coef", "scale_base", "scale_sp"):
+            assert _max_rel(getattr(a, name), getattr(b, name)) <= 1e-8, name
+    assert np.allclose(hist_ours["reg"], np.array(hist_theirs["reg"], dtype=float), rtol=1e-8)
+
+
+def test_attribution_regulariser_by_hand(float64_default):
+    """Behaviour: on a one-layer [2, 1] model both metrics penalise the scores
+    std(edge_i) / (std(edge_0 + edge_1) + 1e-4) by pykan's l1 + entropy formula, with the
+    gradient through the edges' stds and none through the subnode's (detached, as pykan)."""
+    from pykan_fast.nn.edges import edge_activations
+    from pykan_fast.train.fit import regularization
+
+    model = pf.KAN([2, 1], grid=4, seed=0, noise_scale=0.5)
+    x = _inputs(100, 2, seed=22)
+    layer = model.act_fun[0]
+    acts = edge_activations(layer, x, slice(None))[:, :, 0]  # [B, 2]
+    vec = (torch.std(acts, dim=0) / (torch.std(acts.sum(dim=1)).detach() + 1e-4))[None, :]
+    p_row = vec / (vec.sum(dim=1, keepdim=True) + 1)
+    p_col = vec / (vec.sum(dim=0, keepdim=True) + 1)
+    entropy = (-torch.mean(torch.sum(p_row * torch.log2(p_row + 1e-4), dim=1))
+               - torch.mean(torch.sum(p_col * torch.log2(p_col + 1e-4), dim=0)))
+    want = 0.5 * vec.sum() + 1.5 * entropy
+    want_grad, = torch.autograd.grad(want, layer.coef)
+    for metric in ("edge_backward", "node_backward"):
+        got = model.reg(metric, lamb_l1=0.5, lamb_entropy=1.5, x=x)
+        assert abs(got.item() - want.item()) <= 1e-12 * want.item(), metric
+        got_grad, = torch.autograd.grad(got, layer.coef)
+        assert want_grad.abs().max() > 1e-3 and _max_rel(got_grad, want_grad) <= 1e-10, metric
+    with pytest.raises(ValueError, match="reg_metric"):
+        regularization(model, [x], "node_sideways")
+
+
 # ---- get_subset --------------------------------------------------------------------
 
 

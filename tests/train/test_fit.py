@@ -146,8 +146,8 @@ def test_regularization_matches_multkan_reg(multkan, float64_default, reg_metric
 def test_regularization_errors():
     model = pf.KAN([2, 2, 1])
     x = torch.rand(10, 2)
-    with pytest.raises(NotImplementedError, match="reg_metric"):
-        model.reg("edge_backward", x=x)
+    with pytest.raises(ValueError, match="reg_metric"):
+        model.reg("edge_sideways", x=x)
     with pytest.raises(ValueError, match="reg_metric"):
         regularization(model, [x, x], "edge_l2")
 
