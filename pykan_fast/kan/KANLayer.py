@@ -57,13 +57,24 @@ class KANLayer(_NativeLayer):
 
     @torch.no_grad()
     def initialize_grid_from_parent(self, parent, x: torch.Tensor, mode: str = "sample") -> None:
-        """pykan's: this layer's grid interpolated from ``parent``'s knots and its coef
-        fitted to ``parent``'s splines at samples ``x`` (same k)."""
-        if mode != "sample":
-            raise ValueError(f"mode: only 'sample' is supported, got {mode!r}")
+        """pykan's: this layer's grid interpolated from ``parent``'s knots (its ``num + 1``
+        interior knots read piecewise-linearly off the parent's, evenly in knot index) and
+        its coef fitted by least squares to ``parent``'s splines (same k), at the samples
+        ``x`` (``mode='sample'``) or at ``2 num + 1`` points interpolated the same way
+        (``mode='grid'``: the fit needs no samples then, ``x`` is unused).
+
+        pykan 0.2.8's ``mode='grid'`` means these ``2 num + 1`` points too, but its helper
+        ignores the count and samples only the ``num + 1`` new knots, an underdetermined
+        fit for k > 1 (README, differences)."""
+        if mode not in ("sample", "grid"):
+            raise ValueError(f"mode: expected 'sample' or 'grid', got {mode!r}")
         if parent.k != self.k:
             raise ValueError(f"parent: expected spline order k={self.k}, got {parent.k}")
         child = _NativeLayer.refine(parent, self.num, x=x)
+        if mode == "grid":
+            points = _interpolate_knots(parent.grid[:, parent.k:-parent.k], 2 * self.num + 1)
+            child.coef.data = child._refit(points.T.contiguous(), child.grid, parent.grid,
+                                           parent.coef, parent.k)
         self.grid.data = child.grid.data.to(self.grid)
         self.coef.data = child.coef.data.to(self.coef)
 
@@ -84,3 +95,14 @@ class KANLayer(_NativeLayer):
                     data[[i1, i2]] = data[[i2, i1]].clone()
                 else:
                     data[:, [i1, i2]] = data[:, [i2, i1]].clone()
+
+
+def _interpolate_knots(interior: torch.Tensor, n: int) -> torch.Tensor:
+    """``n`` points per row read piecewise-linearly off ``interior`` `[in, m]` at evenly
+    spaced knot positions (pykan's order-1 spline through the parent's knots)."""
+    m = interior.shape[1] - 1
+    position = torch.linspace(0, m, n, dtype=interior.dtype, device=interior.device)
+    left = position.floor().clamp(max=m - 1).long()
+    frac = position - left
+    return interior[:, left] * (1 - frac) + interior[:, left + 1] * frac
+

@@ -3,6 +3,7 @@ and kan.spline, against pykan 0.2.8 and on their own."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -42,6 +43,60 @@ def test_symbolic_layer_tuple():
     assert postacts.shape == (30, 2, 3)
     torch.testing.assert_close(postacts.sum(dim=2), y)
     torch.testing.assert_close(postacts[:, 0, 1], torch.sin(x[:, 1]))
+
+
+def test_initialize_grid_from_parent_grid_mode_fits_without_samples(float64_default):
+    """mode='grid': the parent's splines are fitted at 2 num + 1 points of the new grid,
+    whatever x is: the same coef from samples crowded in a corner or spread out, and the
+    child follows the parent across the whole grid (mode='sample' from the crowded
+    samples does not)."""
+    torch.manual_seed(3)
+    parent = KANLayer(in_dim=2, out_dim=3, num=4, k=3, noise_scale=1.0)
+    crowded = _x(40, 2, seed=1) * 0.05 + 0.9
+    spread = _x(200, 2, seed=2) / 1.2
+    fits = {}
+    for name, x in (("crowded", crowded), ("spread", spread)):
+        for mode in ("grid", "sample"):
+            child = KANLayer(in_dim=2, out_dim=3, num=9, k=3)
+            child.initialize_grid_from_parent(parent, x, mode=mode)
+            fits[name, mode] = child
+    assert torch.equal(fits["crowded", "grid"].coef, fits["spread", "grid"].coef)
+    assert torch.equal(fits["crowded", "grid"].grid, fits["crowded", "sample"].grid)
+    dense = torch.linspace(-1, 1, 301)[:, None].expand(-1, 2)
+
+    def gap(child):
+        return (child.spline(dense) - parent.spline(dense)).abs().max().item()
+
+    assert gap(fits["crowded", "grid"]) < 3e-2 * parent.spline(dense).abs().max().item()
+    assert gap(fits["crowded", "sample"]) > 10 * gap(fits["crowded", "grid"])
+    with pytest.raises(ValueError, match="mode"):
+        fits["spread", "grid"].initialize_grid_from_parent(parent, spread, mode="knots")
+
+
+@pytest.mark.pykan
+def test_initialize_grid_from_parent_grid_mode_against_pykan(float64_default):
+    """Same grid as pykan's mode='grid'; coef = pykan's curve2coef of the parent's
+    coef2curve at the 2 num + 1 points pykan means (its helper samples num + 1)."""
+    kan_layer = pytest.importorskip("kan.KANLayer")
+    spline = pytest.importorskip("kan.spline")
+    torch.manual_seed(4)
+    theirs_parent = kan_layer.KANLayer(in_dim=3, out_dim=2, num=5, k=3, noise_scale=1.0)
+    mine_parent = KANLayer(in_dim=3, out_dim=2, num=5, k=3)
+    mine_parent.grid.data = theirs_parent.grid.data.clone()
+    mine_parent.coef.data = theirs_parent.coef.data.clone()
+    x = _x()
+    theirs = kan_layer.KANLayer(3, 2, num=8, k=3)
+    theirs.initialize_grid_from_parent(theirs_parent, x, mode="grid")
+    mine = KANLayer(3, 2, num=8, k=3)
+    mine.initialize_grid_from_parent(mine_parent, x, mode="grid")
+    torch.testing.assert_close(mine.grid, theirs.grid, rtol=1e-12, atol=1e-12)
+    interior = theirs_parent.grid[:, 3:-3]
+    position = torch.linspace(0, interior.shape[1] - 1, 17)
+    points = torch.stack([torch.from_numpy(np.interp(position.numpy(), np.arange(interior.shape[1]),
+                                                     row.detach().numpy())) for row in interior], dim=1)
+    y = spline.coef2curve(points, theirs_parent.grid, theirs_parent.coef, 3)
+    want = spline.curve2coef(points, y, theirs.grid, 3)
+    torch.testing.assert_close(mine.coef, want, rtol=1e-8, atol=1e-8)
 
 
 @pytest.mark.pykan
