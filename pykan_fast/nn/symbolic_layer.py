@@ -29,14 +29,53 @@ def _anonymous(fun: Callable) -> SymbolicFunction:
     return SymbolicFunction(fun, fun, 1, singular)
 
 
+_FIELD_NAMES = {"fun": "funs", "fun_sympy": "funs_sympy", "fun_singularity": "funs_avoid_singularity"}
+
+
+class _EdgeRow(list):
+    """Row j of a layer's ``funs`` (or ``funs_sympy``, ``funs_avoid_singularity``): a
+    list whose item assignment replaces that edge's form in the layer."""
+
+    def __init__(self, layer, field: str, j: int):
+        super().__init__(getattr(e, field) for e in layer._entries[j])
+        self._layer, self._field, self._j = layer, field, j
+
+    def __setitem__(self, index, value):
+        super().__setitem__(index, value)
+        if isinstance(index, slice):
+            for i in range(len(self))[index]:
+                self._layer._set_edge_form(i, self._j, self._field, self[i])
+        else:
+            self._layer._set_edge_form(range(len(self))[index], self._j, self._field, value)
+
+
+class _EdgeTable(list):
+    """A layer's ``out x in`` table of one per-edge form, rows :class:`_EdgeRow`;
+    assigning a whole row sets each of its edges."""
+
+    def __init__(self, layer, field: str):
+        super().__init__(_EdgeRow(layer, field, j) for j in range(layer.out_dim))
+        self._layer, self._field = layer, field
+
+    def __setitem__(self, index, row):
+        j = range(len(self))[index]
+        values = list(row)
+        if len(values) != self._layer.in_dim:
+            raise ValueError(f"{_FIELD_NAMES[self._field]}[{j}]: expected {self._layer.in_dim} callables")
+        for i, value in enumerate(values):
+            self._layer._set_edge_form(i, j, self._field, value)
+        super().__setitem__(index, _EdgeRow(self._layer, self._field, j))
+
+
 class SymbolicKANLayer(nn.Module):
     """The symbolic branch of a ``[B, in] -> [B, out]`` KAN layer (pykan's names).
 
     ``mask`` `[out, in]` (not trained): which edges are symbolic (and their weight);
     ``affine`` `[out, in, 4]` (trained, as pykan): ``(a, b, c, d)`` per edge;
     ``funs_name`` `out x in` lists of library names ('0' for none, 'anonymous' for a
-    callable). ``funs``, ``funs_sympy`` and ``funs_avoid_singularity`` give pykan's
-    per-edge callables. ``forward`` returns ``y`` only (pykan's also returns the dense
+    callable). ``funs``, ``funs_sympy`` and ``funs_avoid_singularity`` are pykan's
+    per-edge callables; assigning ``funs[j][i] = f`` replaces that edge's function (as
+    in pykan, where the forward calls ``funs[j][i]``). ``forward`` returns ``y`` only (pykan's also returns the dense
     `[B, out, in]` activations; :meth:`edge_acts` gives one edge's).
 
     Change the mask through :meth:`fix_symbolic`, :meth:`unfix_symbolic`,
@@ -63,19 +102,50 @@ class SymbolicKANLayer(nn.Module):
     def extra_repr(self) -> str:
         return f"in_dim={self.in_dim}, out_dim={self.out_dim}"
 
-    # ---- pykan's per-edge callables (read-only views) -------------------------------
+    # ---- pykan's per-edge callables ---------------------------------------------------
 
+    # As pykan's lists, ``funs[j][i] = f`` (and a whole new table) takes effect: the edge's
+    # function is replaced in place (its other forms and its name are kept, as pykan).
     @property
     def funs(self) -> list[list[Callable]]:
-        return [[e.fun for e in row] for row in self._entries]
+        return _EdgeTable(self, "fun")
+
+    @funs.setter
+    def funs(self, table) -> None:
+        self._set_table("fun", table)
 
     @property
     def funs_sympy(self) -> list[list[Callable]]:
-        return [[e.fun_sympy for e in row] for row in self._entries]
+        return _EdgeTable(self, "fun_sympy")
+
+    @funs_sympy.setter
+    def funs_sympy(self, table) -> None:
+        self._set_table("fun_sympy", table)
 
     @property
     def funs_avoid_singularity(self) -> list[list[Callable]]:
-        return [[e.fun_singularity for e in row] for row in self._entries]
+        return _EdgeTable(self, "fun_singularity")
+
+    @funs_avoid_singularity.setter
+    def funs_avoid_singularity(self, table) -> None:
+        self._set_table("fun_singularity", table)
+
+    def _set_edge_form(self, i: int, j: int, field: str, value: Callable) -> None:
+        """Edge (i -> j)'s ``field`` form (a ``SymbolicFunction`` field) becomes ``value``."""
+        if not callable(value):
+            raise TypeError(f"{_FIELD_NAMES[field]}[{j}][{i}]: expected a callable, got "
+                            f"{type(value).__name__}")
+        self._entries[j][i] = self._entries[j][i]._replace(**{field: value})
+        self.refresh()
+
+    def _set_table(self, field: str, table) -> None:
+        rows = [list(row) for row in table]
+        if len(rows) != self.out_dim or any(len(row) != self.in_dim for row in rows):
+            raise ValueError(f"{_FIELD_NAMES[field]}: expected {self.out_dim} lists of "
+                             f"{self.in_dim} callables")
+        for j, row in enumerate(rows):
+            for i, value in enumerate(row):
+                self._set_edge_form(i, j, field, value)
 
     def entry(self, i: int, j: int) -> SymbolicFunction:
         """The function on edge (i -> j)."""

@@ -99,6 +99,57 @@ def test_initialize_grid_from_parent_grid_mode_against_pykan(float64_default):
     torch.testing.assert_close(mine.coef, want, rtol=1e-8, atol=1e-8)
 
 
+def _assign_forms(layer):
+    """What a pykan user writes: per-edge functions replaced by item assignment."""
+    layer.funs[1][2] = lambda x: x ** 3
+    layer.funs_avoid_singularity[1][2] = lambda x, y_th: ((), torch.clamp(x ** 3, max=y_th))
+    row = layer.funs[0]
+    row[0] = torch.cos  # through a row held in a variable
+    layer.funs_avoid_singularity[0] = [lambda x, y_th: ((), torch.cos(x))] + list(
+        layer.funs_avoid_singularity[0][1:])
+
+
+def test_symbolic_layer_function_assignment_takes_effect(float64_default):
+    layer = Symbolic_KANLayer(3, 2)
+    for i, j in ((2, 1), (0, 0)):
+        layer.fix_symbolic(i, j, "sin", verbose=False)
+        layer.mask.data[j, i] = 1.0
+    layer.refresh()
+    x = _x()
+    _assign_forms(layer)
+    y, _ = layer(x)
+    torch.testing.assert_close(y[:, 1], x[:, 2] ** 3, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(y[:, 0], torch.cos(x[:, 0]), rtol=1e-12, atol=1e-12)
+    y_sa, _ = layer(x * 3, singularity_avoiding=True, y_th=2.0)
+    torch.testing.assert_close(y_sa[:, 1], torch.clamp((x[:, 2] * 3) ** 3, max=2.0))
+    assert layer.funs_name[1][2] == "sin" and layer.funs[1][2](torch.tensor(2.0)) == 8.0
+    layer.funs_sympy[1][2] = lambda v: v ** 3
+    assert layer.funs_sympy[1][2](2) == 8
+    layer.funs = [[torch.tanh] * 3, [torch.exp] * 3]  # a whole table
+    torch.testing.assert_close(layer(x)[0][:, 1], torch.exp(x[:, 2]))
+    with pytest.raises(TypeError, match="callable"):
+        layer.funs[0][1] = "sin"
+    with pytest.raises(ValueError, match="funs"):
+        layer.funs = [[torch.tanh] * 3]
+
+
+def test_model_symbolic_function_assignment_changes_output_and_formula(float64_default):
+    pytest.importorskip("sympy")
+    from pykan_fast.kan import KAN
+
+    model = KAN(width=[2, 1], grid=3, seed=0)
+    x = _x(20, 2)
+    model.fix_symbolic(0, 0, 0, "sin", fit_params_bool=False, verbose=False, log_history=False)
+    model.fix_symbolic(0, 1, 0, "x", fit_params_bool=False, verbose=False, log_history=False)
+    before = model(x).detach()
+    model.symbolic_fun[0].funs[0][0] = lambda v: v ** 2
+    model.symbolic_fun[0].funs_sympy[0][0] = lambda v: v ** 2
+    after = model(x).detach()
+    torch.testing.assert_close(after - before, x[:, [0]] ** 2 - torch.sin(x[:, [0]]))
+    formula = str(model.symbolic_formula()[0][0])
+    assert "sin" not in formula and "x_1**2" in formula
+
+
 @pytest.mark.pykan
 def test_layers_match_pykan(float64_default):
     kan_layer = pytest.importorskip("kan.KANLayer")
@@ -124,6 +175,14 @@ def test_layers_match_pykan(float64_default):
     mine.refresh()
     for a, b in zip(mine(x), theirs(x)):
         torch.testing.assert_close(a, b)
+    for layer in (mine, theirs):  # assigned per-edge functions take effect in both
+        layer.fix_symbolic(0, 0, "sin", verbose=False)
+        layer.mask.data[0, 0] = 1.0
+        _assign_forms(layer)
+    mine.refresh()
+    for kwargs in ({}, {"singularity_avoiding": True, "y_th": 1.5}):
+        for a, b in zip(mine(x, **kwargs), theirs(x, **kwargs)):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.pykan
