@@ -295,15 +295,20 @@ class MultKAN(_NativeKAN):
         """pykan's ``attribute`` (bar chart by default when ``l`` and ``i`` are given)."""
         return super().attribute(l, i, out_score, plot=plot)
 
-    def plot(self, folder=None, beta=3, metric="backward", scale=0.5, tick=False, sample=False,
-             in_vars=None, out_vars=None, title=None, varscale=1.0, **kwargs):
+    def plot(self, folder="./figures", beta=3, metric="backward", scale=0.5, tick=False,
+             sample=False, in_vars=None, out_vars=None, title=None, varscale=1.0, **kwargs):
         """pykan's network diagram, drawn as pyplot's current figure (so ``plt.savefig``
-        and notebooks' inline display work as with pykan); returns the figure. pykan
-        also writes one PNG per edge to ``folder`` ('./figures'); here ``folder`` only
-        receives the diagram, ``folder/kan.png``, and only when given."""
-        fig = super().plot(folder=folder, beta=beta, metric=metric, scale=scale, tick=tick,
+        and notebooks' inline display work as with pykan); returns the figure. As
+        pykan, every edge's activation is also written to ``folder`` as
+        ``sp_<l>_<i>_<j>.png`` (:func:`pykan_fast.tools.plot.save_edge_images`);
+        ``folder=None`` skips them. The diagram itself is saved only to ``path=``."""
+        from ..tools.plot import save_edge_images
+
+        fig = super().plot(folder=None, beta=beta, metric=metric, scale=scale, tick=tick,
                            sample=sample, in_vars=in_vars, out_vars=out_vars, title=title,
                            varscale=varscale, **kwargs)
+        if folder is not None:
+            save_edge_images(self, folder, tick=tick, sample=sample, scale=scale)
         return _show_on_pyplot(fig)
 
 
@@ -329,6 +334,9 @@ class _FigureRecorder:
 
     def __call__(self) -> float:
         if self.step % self.freq == 0:
+            from ..tools.plot import save_edge_images
+
+            save_edge_images(self.model, self.folder)  # pykan's plot(folder=img_folder)
             fig = _NativeKAN.plot(self.model, in_vars=self.in_vars, out_vars=self.out_vars,
                                   title=f"Step {self.step}", beta=self.beta)
             fig.savefig(os.path.join(self.folder, f"{self.step}.jpg"), bbox_inches="tight", dpi=200)

@@ -55,7 +55,10 @@ def test_fit_returns_pykans_types_and_saves_figures(tmp_path):
                         beta=5, in_vars=["a", "b"], out_vars=["y"], progress=False)
     assert set(results) == {"train_loss", "test_loss", "reg"}
     assert all(isinstance(v, np.ndarray) and v.shape == () for v in results["train_loss"])
-    assert sorted(p.name for p in (tmp_path / "video").iterdir()) == ["0.jpg", "1.jpg"]
+    # as pykan, whose plot(folder=img_folder) also writes the per-edge images there
+    edges = [f"sp_{l}_{i}_{j}.png" for l, (n, m) in enumerate([(2, 2), (2, 1)])
+             for i in range(n) for j in range(m)]
+    assert sorted(p.name for p in (tmp_path / "video").iterdir()) == sorted(["0.jpg", "1.jpg"] + edges)
 
 
 def test_fit_without_save_act_ignores_lamb(capsys):

@@ -433,3 +433,67 @@ def test_plot_metrics_and_folder(tmp_path, float64_default):
         model.plot(in_vars=["x"])
     with pytest.raises(ValueError, match="model"):
         pf.KAN([2, 3, 1]).plot()
+
+
+def _edge_files(model):
+    return sorted(f"sp_{l}_{i}_{j}.png" for l in range(model.depth)
+                  for i in range(model.width_in[l]) for j in range(model.width_out[l + 1]))
+
+
+@pytest.mark.parametrize("tick,sample", [(False, False), (True, True)])
+def test_kan_plot_writes_pykans_edge_images(multkan, float64_default, tmp_path, tick, sample):
+    """pykan_fast.kan's plot writes folder/sp_<l>_<i>_<j>.png for every edge (masked
+    ones too) with the same pixels as pykan 0.2.8's plot of the same model."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from pykan_fast.kan import MultKAN
+
+    theirs = multkan([2, 3, 1], grid=4, k=3, seed=3, noise_scale=1.0, symbolic_enabled=True)
+    ours = MultKAN.from_pykan(theirs)
+    x = _inputs(60, 2, seed=23)
+    for model in (theirs, ours):
+        model(x)
+        model.fix_symbolic(0, 1, 2, "sin", fit_params_bool=False, verbose=False, log_history=False)
+        with torch.no_grad():
+            model.act_fun[1].mask[0, 0] = 0.0  # a masked-out edge: a white image
+        model(x)
+        model.plot(folder=str(tmp_path / type(model).__module__), tick=tick, sample=sample)
+        plt.close("all")
+    mine, want = tmp_path / "pykan_fast.kan.MultKAN", tmp_path / "kan.MultKAN"
+    assert sorted(p.name for p in mine.iterdir()) == sorted(p.name for p in want.iterdir()) == _edge_files(ours)
+    for name in _edge_files(ours):
+        a, b = plt.imread(mine / name), plt.imread(want / name)
+        assert a.shape == b.shape and np.abs(a - b).max() <= 2 / 255, name
+
+
+def test_kan_plot_edge_images_follow_the_edges(tmp_path, monkeypatch, float64_default):
+    """Behaviour: the default folder is ./figures; each file is a 2-inch 400-dpi panel; a
+    masked-out edge's image is blank, a symbolic edge's is drawn in red; folder=None
+    writes nothing; the native plot writes no per-edge files."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+    from pykan_fast.kan import MultKAN
+
+    monkeypatch.chdir(tmp_path)
+    model = MultKAN(width=[2, 2, 1], grid=3, seed=0)
+    model(_inputs(40, 2, seed=24))
+    model.fix_symbolic(0, 0, 1, "x^2", fit_params_bool=False, verbose=False, log_history=False)
+    with torch.no_grad():
+        model.act_fun[0].mask[1, 0] = 0.0
+    model.plot()
+    files = tmp_path / "figures"
+    assert sorted(p.name for p in files.iterdir()) == _edge_files(model)
+    blank = plt.imread(files / "sp_0_1_0.png")
+    assert 600 <= blank.shape[0] <= 800 and np.all(blank[..., :3] == 1.0)
+    red = plt.imread(files / "sp_0_0_1.png")[..., :3]
+    assert np.any((red[..., 0] > 0.9) & (red[..., 1] < 0.1) & (red[..., 2] < 0.1))
+    black = plt.imread(files / "sp_1_0_0.png")[..., :3]
+    assert np.any(black.sum(axis=-1) < 0.1) and not np.any((black[..., 0] > 0.9) & (black[..., 1] < 0.1))
+    model.plot(folder=None)
+    pf.KAN.plot(model, folder=str(tmp_path / "native"))
+    assert [p.name for p in (tmp_path / "native").iterdir()] == ["kan.png"]
+    plt.close("all")
+
