@@ -1,13 +1,16 @@
 """Run pykan's tutorial notebooks on pykan_fast (``python -m pykan_fast.kan``) and,
 with ``--pykan``, on pykan itself; print each notebook's status and time side by side.
 
-    python scripts/pykan_tutorials.py PATH [--pykan] [--timeout S] [--only SUBSTR ...]
-                                          [--markdown FILE]
+    python scripts/pykan_tutorials.py PATH [--pykan | --pykan-only] [--timeout S]
+                                          [--only SUBSTR ...] [--markdown FILE] [--jsonl FILE]
 
 PATH: a checkout of pykan's repository (its ``tutorials/`` folder) or the folder
 itself. Each run happens in a fresh temporary copy of the notebook's folder (pykan
 writes ``./model``, ``./figures`` ...). pykan's side runs the same notebook runner with
-the real ``kan`` package, so both sides skip the same IPython lines.
+the real ``kan`` package, so both sides skip the same IPython lines. The notebooks import
+the ``pykan_fast`` of the checkout this script is in (put first on ``PYTHONPATH``).
+``--jsonl`` appends one line per notebook and side with the load average before and
+after it.
 """
 
 from __future__ import annotations
