@@ -30,7 +30,7 @@ from ..ops.functional import fold_weights, fold_weights_backward
 from ..ops.kernel_codes import SILU
 from .nodes import node_step
 
-__all__ = ["supported", "stack_forward"]
+__all__ = ["supported", "stack_forward", "LossEvaluator"]
 
 # Each layer's trained tensors, passed to the Function in this order (names as the
 # model's modules call them; "symbolic_affine" is the symbolic branch's affine).
@@ -77,13 +77,75 @@ def _per_layer(values, names, l: int) -> dict:
 def stack_forward(model, x: torch.Tensor, acts: list) -> torch.Tensor:
     """The model's output on ``x`` (its input columns already selected); appends each
     layer's output, detached, to ``acts`` and records the layers' ``cache_data``."""
-    layers = [(layer.grid, layer.mask, layer.k, model.width[l + 1][0])
+    layers = [_Layer(layer.grid, layer.mask, layer.k, model.width[l + 1][0])
               for l, layer in enumerate(model.act_fun)]
     params = _stack_params(model)
     first = _per_layer(params, LAYER_PARAMS, 0)
-    grid, mask, k, _ = layers[0]
+    grid, mask, k = layers[0].grid, layers[0].mask, layers[0].k
     check_layer_args(x, grid, first["coef"], first["scale_base"], first["scale_sp"], mask, k)
     return _KanStack.apply(x, model, layers, acts, *params)  # later layers: checked as computed
+
+
+class _Layer:
+    """What the stack needs of one layer besides its trained tensors. ``unit_mask`` /
+    ``unit_affine``: the caller has checked that the mask is all ones / the node affines
+    are the identity and not trained, so their products (exact) are skipped; the fused
+    stack's Function never sets them (it does not read the data), :class:`LossEvaluator`
+    does, once per optimizer step."""
+
+    __slots__ = ("grid", "mask", "k", "n_add", "unit_mask", "unit_affine")
+
+    def __init__(self, grid, mask, k: int, n_add: int, unit_mask: bool = False,
+                 unit_affine: bool = False):
+        self.grid, self.mask, self.k, self.n_add = grid.contiguous(), mask, k, n_add
+        self.unit_mask, self.unit_affine = unit_mask, unit_affine
+
+
+def _layer_forward(layer: _Layer, h: torch.Tensor, p: dict, base_values=None):
+    """One layer of the stack: (its nodes, the tensors its backward reads, LAYER_SAVED
+    order). ``base_values``: SiLU of h when the caller has it."""
+    spline_weight, base_weight = fold_weights(p["coef"], p["scale_base"], p["scale_sp"],
+                                              None if layer.unit_mask else layer.mask)
+    h_in = h.contiguous()
+    if base_values is None:
+        base_values = cpu.silu(h_in)  # kept for the backward
+    z = cpu.forward(h_in, layer.grid, spline_weight, base_weight, layer.k, SILU, base_values)
+    if layer.unit_affine:  # 1 * z + 0: z (but for the sign of a zero)
+        subnodes = h = z
+    else:
+        subnodes, h = node_step(z, p["subnode_scale"], p["subnode_bias"], p["node_scale"],
+                                p["node_bias"], layer.n_add, None)
+    return h, (h_in, spline_weight, base_weight, z, subnodes, base_values)
+
+
+def _layer_backward(layer: _Layer, g: torch.Tensor, p: dict, s: dict, need: dict,
+                    need_x: bool, base_grads=None):
+    """The gradients of one layer (dict by LAYER_PARAMS name, None where not needed) and
+    of its input (None unless ``need_x``), given ``g``, the gradient of its nodes.
+    ``base_grads``: SiLU' of its input when the caller has it."""
+    grad = dict.fromkeys(LAYER_PARAMS)
+    if not layer.unit_affine:
+        # nodes = node_scale * subnodes + node_bias, subnodes = subnode_scale * z + subnode_bias
+        if need["node_bias"]:
+            grad["node_bias"] = g.sum(0)
+        if need["node_scale"]:
+            grad["node_scale"] = (g * s["subnodes"]).sum(0)
+        g = g * p["node_scale"][None, :]
+        if need["subnode_bias"]:
+            grad["subnode_bias"] = g.sum(0)
+        if need["subnode_scale"]:
+            grad["subnode_scale"] = (g * s["z"]).sum(0)
+        g = g * p["subnode_scale"][None, :]
+    if need["symbolic_affine"]:  # the symbolic branch's zero term, as the per-layer path
+        grad["symbolic_affine"] = torch.zeros_like(p["symbolic_affine"])
+    want_spline = need["coef"] or need["scale_sp"]
+    gx, g_spline, g_base = cpu.backward(
+        s["h_in"], layer.grid, s["spline_weight"], s["base_weight"], g.contiguous(),
+        layer.k, SILU, need_x, want_spline, need["scale_base"], s["base_values"], base_grads)
+    grad["coef"], grad["scale_base"], grad["scale_sp"] = fold_weights_backward(
+        g_spline, g_base, p["coef"], p["scale_sp"], None if layer.unit_mask else layer.mask,
+        need["coef"], need["scale_base"], need["scale_sp"])
+    return grad, gx
 
 
 class _KanStack(torch.autograd.Function):
@@ -91,18 +153,14 @@ class _KanStack(torch.autograd.Function):
     def forward(ctx, x, model, layers, acts, *params):
         h = x
         saved = []
-        for l, (grid, mask, k, n_add) in enumerate(layers):
+        for l, layer in enumerate(layers):
             p = _per_layer(params, LAYER_PARAMS, l)
             if l > 0:
-                check_layer_args(h, grid, p["coef"], p["scale_base"], p["scale_sp"], mask, k)
+                check_layer_args(h, layer.grid, p["coef"], p["scale_base"], p["scale_sp"],
+                                 layer.mask, layer.k)
             model.act_fun[l].cache_data = h.detach()
-            spline_weight, base_weight = fold_weights(p["coef"], p["scale_base"], p["scale_sp"], mask)
-            h_in = h.contiguous()
-            base_values = cpu.silu(h_in)  # kept for the backward
-            z = cpu.forward(h_in, grid.contiguous(), spline_weight, base_weight, k, SILU, base_values)
-            subnodes, h = node_step(z, p["subnode_scale"], p["subnode_bias"], p["node_scale"],
-                                    p["node_bias"], n_add, None)
-            saved += [h_in, spline_weight, base_weight, z, subnodes, base_values]
+            h, layer_saved = _layer_forward(layer, h, p)
+            saved += layer_saved
             acts.append(h.detach())
         ctx.model, ctx.layers = model, layers
         ctx.save_for_backward(x, *params, *saved)
@@ -120,34 +178,118 @@ class _KanStack(torch.autograd.Function):
         grads = []
         g = grad_out
         for l in range(len(ctx.layers) - 1, -1, -1):
-            grid, mask, k, _ = ctx.layers[l]
-            p = _per_layer(params, LAYER_PARAMS, l)
-            s = _per_layer(saved, LAYER_SAVED, l)
-            need = _per_layer(need_params, LAYER_PARAMS, l)
-            grad = dict.fromkeys(LAYER_PARAMS)
-            # nodes = node_scale * subnodes + node_bias, subnodes = subnode_scale * z + subnode_bias
-            if need["node_bias"]:
-                grad["node_bias"] = g.sum(0)
-            if need["node_scale"]:
-                grad["node_scale"] = (g * s["subnodes"]).sum(0)
-            g = g * p["node_scale"][None, :]
-            if need["subnode_bias"]:
-                grad["subnode_bias"] = g.sum(0)
-            if need["subnode_scale"]:
-                grad["subnode_scale"] = (g * s["z"]).sum(0)
-            g = g * p["subnode_scale"][None, :]
-            if need["symbolic_affine"]:  # the symbolic branch's zero term, as the per-layer path
-                grad["symbolic_affine"] = torch.zeros_like(p["symbolic_affine"])
-            want_spline = need["coef"] or need["scale_sp"]
-            gx, g_spline, g_base = cpu.backward(
-                s["h_in"], grid.contiguous(), s["spline_weight"], s["base_weight"], g.contiguous(),
-                k, SILU, l > 0, want_spline, need["scale_base"], s["base_values"])
-            grad["coef"], grad["scale_base"], grad["scale_sp"] = fold_weights_backward(
-                g_spline, g_base, p["coef"], p["scale_sp"], mask,
-                need["coef"], need["scale_base"], need["scale_sp"])
+            grad, g = _layer_backward(ctx.layers[l], g, _per_layer(params, LAYER_PARAMS, l),
+                                      _per_layer(saved, LAYER_SAVED, l),
+                                      _per_layer(need_params, LAYER_PARAMS, l), l > 0)
             grads = [grad[name] for name in LAYER_PARAMS] + grads
-            g = gx
         return (None, None, None, None, *grads)
+
+
+class LossEvaluator:
+    """``fit``'s L-BFGS objective on the fused stack, without autograd: for one batch
+    (x, y) the mean squared error of the model's output and its gradient, flattened in
+    ``params`` order (as the optimizer gathers ``p.grad``).
+
+    The same operations as the autograd path (the stack's layer forward and backward,
+    aten's ``mse_loss`` and ``mse_loss_backward`` with a unit gradient, as
+    ``loss.backward()`` runs them), so the same bits; what is left out is what an
+    evaluation of a small model spent most of its time on: the autograd graph and engine,
+    the Function's bookkeeping, the argument checks and per-call lookups (done once here:
+    nothing structural changes within an optimizer step, and L-BFGS only writes parameter
+    values), SiLU and SiLU' of the first layer's input (the batch is fixed) and products by
+    a mask of ones and by identity node affines (exact, so skipped; checked once).
+    Build it with :meth:`build` per optimizer step; :meth:`finish` leaves the model as an
+    evaluation through ``KAN._forward`` would (``cache_data``, ``acts``, ``p.grad``).
+    """
+
+    def __init__(self, model, x, y, params, order):
+        self.model, self.y, self.params = model, y, params
+        tensors = _stack_params(model)
+        self.layer_params = [_per_layer(tensors, LAYER_PARAMS, l) for l in range(model.depth)]
+        self.need = [{name: t.requires_grad for name, t in p.items()} for p in self.layer_params]
+        self.order = order  # flat position -> (layer, name)
+        self.layers = []
+        for l, layer in enumerate(model.act_fun):
+            p = self.layer_params[l]
+            affines = [p[name] for name in LAYER_PARAMS[3:7]]
+            unit_affine = (not any(t.requires_grad for t in affines)
+                           and bool((affines[0] == 1).all()) and bool((affines[1] == 0).all())
+                           and bool((affines[2] == 1).all()) and bool((affines[3] == 0).all()))
+            self.layers.append(_Layer(layer.grid, layer.mask, layer.k, model.width[l + 1][0],
+                                      bool((layer.mask == 1).all()), unit_affine))
+        with torch.no_grad():
+            x0 = x.contiguous()
+            self.x = x0
+            self.base_values = cpu.silu(x0)  # the first layer's input never changes
+            self.base_grads = cpu.silu_grad(x0)
+            self.one = torch.ones((), dtype=x.dtype)  # loss.backward()'s implicit gradient
+        self.checked = False
+        self.last = None
+
+    @classmethod
+    def build(cls, model, x, y, params):
+        """The evaluator of ``model`` (a KAN) on batch ``x`` (before ``input_id``
+        selection) and labels ``y``, or None where the fused stack does not cover the
+        model, the labels are not the output's shape and dtype, or some parameter in
+        ``params`` is not one of the stack's."""
+        if not hasattr(model, "_layer_fuses_in_stack"):  # not a KAN
+            return None
+        if model.input_id is not None:
+            x = x[:, model.input_id]
+        if not supported(model, x):
+            return None
+        out_dim = model.width_in[-1]
+        if (y.dtype != x.dtype or y.device != x.device or y.requires_grad
+                or tuple(y.shape) != (x.shape[0], out_dim)):
+            return None
+        where = {id(t): (l, name) for l, t_params in enumerate(
+            _per_layer(_stack_params(model), LAYER_PARAMS, l) for l in range(model.depth))
+            for name, t in t_params.items()}
+        order = [where.get(id(p)) for p in params]
+        if any(o is None for o in order) or len(set(order)) != len(order):
+            return None
+        return cls(model, x, y, params, order)
+
+    def __call__(self):
+        """(loss, flat gradient) at the parameters' current values."""
+        with torch.no_grad():
+            h = self.x
+            saved = []
+            for l, layer in enumerate(self.layers):
+                p = self.layer_params[l]
+                if not self.checked:
+                    check_layer_args(h, layer.grid, p["coef"], p["scale_base"], p["scale_sp"],
+                                     layer.mask, layer.k)
+                h, layer_saved = _layer_forward(layer, h, p, self.base_values if l == 0 else None)
+                saved.append(layer_saved)
+            self.checked = True
+            loss = torch.nn.functional.mse_loss(h, self.y)
+            g = torch.ops.aten.mse_loss_backward(self.one, h, self.y, 1)  # 1: mean
+            grads = [None] * len(self.layers)
+            for l in range(len(self.layers) - 1, -1, -1):
+                grads[l], g = _layer_backward(
+                    self.layers[l], g, self.layer_params[l], dict(zip(LAYER_SAVED, saved[l])),
+                    self.need[l], l > 0, self.base_grads if l == 0 else None)
+            flat = [grads[l][name].reshape(-1) for l, name in self.order]
+            self.last = (saved, h, grads)
+            return loss, torch.cat(flat)
+
+    def finish(self) -> None:
+        """Record the last evaluation on the model as ``KAN._forward`` and
+        ``loss.backward()`` would have: ``cache_data`` (model and layers), ``acts`` and
+        each parameter's ``grad``."""
+        if self.last is None:
+            return
+        saved, h, grads = self.last
+        model = self.model
+        model.cache_data = self.x
+        acts = [self.x]
+        for l, layer in enumerate(model.act_fun):
+            layer.cache_data = saved[l][0]
+            acts.append(saved[l + 1][0] if l + 1 < len(saved) else h)
+        model.acts = acts
+        for p, (l, name) in zip(self.params, self.order):
+            p.grad = grads[l][name].contiguous()
 
 
 def _recompute_backward(ctx, x, grad_out, need_params):

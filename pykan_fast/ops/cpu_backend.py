@@ -37,7 +37,7 @@ def silu(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.silu(x.detach())
 
 
-def _silu_grad(x: torch.Tensor) -> torch.Tensor:
+def silu_grad(x: torch.Tensor) -> torch.Tensor:
     """SiLU'(x) in one vectorised op (aten's silu_backward with a unit gradient)."""
     x = x.detach()
     return torch.ops.aten.silu_backward(x.new_ones(()).expand_as(x), x)
@@ -58,16 +58,17 @@ def forward(x, grid, spline_weight, base_weight, k: int, base: int,
 
 def backward(x, grid, spline_weight, base_weight, grad_y, k: int, base: int,
              need_x: bool, need_spline: bool, need_base: bool,
-             base_values: torch.Tensor | None = None):
+             base_values: torch.Tensor | None = None, base_grads: torch.Tensor | None = None):
     """(grad_x, grad_spline_weight, grad_base_weight); None where not needed.
-    ``base_values``: :func:`silu` of x when the caller kept it from the forward."""
+    ``base_values``, ``base_grads``: :func:`silu` and :func:`silu_grad` of x when the
+    caller has them (kept from the forward, or from an earlier call on the same x)."""
     grad_x = torch.empty_like(x) if need_x else None
     grad_sw = torch.empty_like(spline_weight) if need_spline else None
     grad_bw = torch.empty_like(base_weight) if need_base else None
     values = grads = None
     if base == SILU:
         values = _view(base_values if base_values is not None else silu(x))
-        grads = _view(_silu_grad(x))
+        grads = _view(base_grads if base_grads is not None else silu_grad(x))
     C.backward(_view(x), _view(grid), _view(spline_weight), _view(base_weight), _view(grad_y),
                None if grad_x is None else _view(grad_x),
                None if grad_sw is None else _view(grad_sw),

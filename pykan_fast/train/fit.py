@@ -20,10 +20,15 @@ from .guard import FiniteCheck, NonFiniteError, Snapshot, check_on_nonfinite
 from .lbfgs import LBFGS
 from .threads import check_threads, threads_for
 from ..nn.edges import edge_activations
+from ..nn.stack import LossEvaluator
 
 __all__ = ["fit", "fit_dataset", "regularization", "edge_std"]
 
 _REG_METRICS = ("edge_forward_spline_n", "edge_forward_sum", "edge_forward_spline_u")
+
+# Whether dict-mode L-BFGS evaluates through nn.stack.LossEvaluator where it applies (the
+# same bits as the autograd closure; tests switch it off to compare).
+_FUSED_OBJECTIVE = True
 
 
 def _chunks(n: int, size: int):
@@ -286,6 +291,9 @@ def fit_dataset(model, dataset: dict, opt: str = "LBFGS", steps: int = 100, log:
         batch_size = batch_size_test = batch
     batch_size_test = min(batch_size_test, n_test)
 
+    # The L-BFGS objective without autograd (nn.stack.LossEvaluator) where it computes the
+    # same thing: the default loss, no regulariser, a model the fused stack covers.
+    fused_objective = _FUSED_OBJECTIVE and opt == "LBFGS" and loss_fn is None and lamb <= 0
     if loss_fn is None:
         # pykan's torch.mean((pred - label) ** 2): aten's mse_loss is those ops (and its
         # backward the same products), as one autograd node instead of three.
@@ -339,7 +347,19 @@ def fit_dataset(model, dataset: dict, opt: str = "LBFGS", steps: int = 100, log:
                         loss.backward()
                         return loss
 
-                    optimizer.step(closure)
+                    evaluate = LossEvaluator.build(model, x, y, params) if fused_objective else None
+                    if evaluate is None:
+                        optimizer.step(closure)
+                    else:
+                        def flat_closure():
+                            loss, flat_grad = evaluate()
+                            state["train_loss"], state["reg"] = loss, no_reg
+                            return loss, flat_grad
+
+                        try:
+                            optimizer.step(closure, flat_closure=flat_closure)
+                        finally:
+                            evaluate.finish()
                     reason = finite.reason(state["train_loss"], False, True)
                 else:
                     loss = objective(x, y)

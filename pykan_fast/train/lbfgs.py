@@ -155,6 +155,7 @@ class LBFGS(Optimizer):
             raise ValueError("params: LBFGS doesn't support per-parameter options (parameter groups)")
         self._params = self.param_groups[0]["params"]
         self._numel_cache = None
+        self._closure = self._flat_closure = self._split_cache = None
 
     def _numel(self) -> int:
         if self._numel_cache is None:
@@ -177,26 +178,58 @@ class LBFGS(Optimizer):
         replaces a parameter's storage (``.data =``)."""
         return [p.view(-1) for p in self._params]
 
+    def _split(self, flat: torch.Tensor):
+        """``flat`` split into the parameters' sizes. The line search applies the same
+        direction and restores the same point at every evaluation, so the splits made
+        within a step are kept, by tensor (views, not copies: the same values as
+        splitting again; the dict holds the tensors, so their ids stay theirs)."""
+        cached = self._split_cache.get(id(flat))
+        if cached is not None:
+            return cached[1]
+        parts = torch.split(flat, self._sizes)
+        self._split_cache[id(flat)] = (flat, parts)
+        return parts
+
     def _add_grad(self, step_size, update) -> None:
-        torch._foreach_add_(self._views, torch.split(update, self._sizes), alpha=step_size)
+        torch._foreach_add_(self._views, self._split(update), alpha=step_size)
 
     def _clone_param(self):
         return torch.cat(self._views)
 
     def _set_param(self, params_data) -> None:
-        torch._foreach_copy_(self._views, torch.split(params_data, self._sizes))
+        torch._foreach_copy_(self._views, self._split(params_data))
+
+    def _evaluate(self):
+        """(loss as returned, the flat gradient) at the current parameters."""
+        if self._flat_closure is not None:
+            return self._flat_closure()
+        loss = self._closure()
+        return loss, self._gather_flat_grad()
 
     def _directional_evaluate(self, closure, x, t, d):
         self._add_grad(t, d)
-        loss = float(closure())
-        flat_grad = self._gather_flat_grad()
+        loss, flat_grad = self._evaluate()
         self._set_param(x)
-        return loss, flat_grad
+        return float(loss), flat_grad
 
     @torch.no_grad()
-    def step(self, closure):
-        """One optimisation step; ``closure`` re-evaluates the model and returns the loss."""
-        closure = torch.enable_grad()(closure)
+    def step(self, closure, flat_closure=None):
+        """One optimisation step; ``closure`` re-evaluates the model and returns the loss.
+
+        ``flat_closure`` (optional): called instead of ``closure`` and returns ``(loss,
+        flat gradient)``, the gradient as one 1-D tensor in the parameters' order, for a
+        caller that computes it without autograd (``fit``'s fused evaluation); the
+        iterates are those the closure would give for the same gradients."""
+        self._closure = torch.enable_grad()(closure)
+        self._flat_closure = flat_closure
+        self._split_cache = {}
+        try:
+            return self._step()
+        finally:
+            self._closure = self._flat_closure = self._split_cache = None
+
+    def _step(self):
+        closure = self._closure
         group = self.param_groups[0]
         lr, max_iter, max_eval = group["lr"], group["max_iter"], group["max_eval"]
         tolerance_grad, tolerance_change = group["tolerance_grad"], group["tolerance_change"]
@@ -209,11 +242,10 @@ class LBFGS(Optimizer):
         state.setdefault("func_evals", 0)
         state.setdefault("n_iter", 0)
 
-        orig_loss = closure()
+        orig_loss, flat_grad = self._evaluate()
         loss = float(orig_loss)
         current_evals = 1
         state["func_evals"] += 1
-        flat_grad = self._gather_flat_grad()
         if flat_grad.abs().max() <= tolerance_grad:
             return orig_loss
 
@@ -288,9 +320,8 @@ class LBFGS(Optimizer):
                 self._add_grad(t, d)
                 opt_cond = False
                 if n_iter != max_iter:
-                    with torch.enable_grad():
-                        loss = float(closure())
-                    flat_grad = self._gather_flat_grad()
+                    loss, flat_grad = self._evaluate()
+                    loss = float(loss)
                     opt_cond = flat_grad.abs().max() <= tolerance_grad
                     ls_func_evals = 1
 
