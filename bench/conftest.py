@@ -8,8 +8,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-# Results of test_bench_fit.py's whole-job runs, per provider, for the end-of-session table:
-# {provider: {"grids": [...], "test_rmse": [...], "seconds": float}}.
+# Results of test_bench_fit.py's whole-job runs, per dtype and provider, for the
+# end-of-session table: {dtype: {provider: {"grids", "test_rmse", "seconds", "cpu_seconds",
+# "threads"}}}.
 FIT_RESULTS = pytest.StashKey[dict]()
 
 
@@ -21,19 +22,22 @@ def fit_results(request):
 
 def pytest_terminal_summary(terminalreporter, config):
     """Print the grid-extension comparison (test RMSE per grid, total seconds, speed ratio)
-    when test_bench_fit.py ran."""
-    results = config.stash.get(FIT_RESULTS, {})
-    ours, theirs = results.get("pykan_fast"), results.get("pykan")
-    if not ours:
-        return
+    per dtype when test_bench_fit.py ran."""
     write = terminalreporter.write_line
-    terminalreporter.section("grid extension: pykan_fast vs pykan 0.2.8")
-    write(f"{'grid':>6} {'test RMSE pykan_fast':>22} {'test RMSE pykan':>18}")
-    for i, grid in enumerate(ours["grids"]):
-        other = f"{theirs['test_rmse'][i]:.3e}" if theirs else "-"
-        write(f"{grid:>6} {ours['test_rmse'][i]:>22.3e} {other:>18}")
-    line = f"seconds (refine + fit): pykan_fast {ours['seconds']:.2f}"
-    if theirs:
-        line += (f", pykan {theirs['seconds']:.2f}; pykan_fast is "
-                 f"{theirs['seconds'] / ours['seconds']:.2f}x faster")
-    write(line)
+    for dtype, results in config.stash.get(FIT_RESULTS, {}).items():
+        ours, theirs = results.get("pykan_fast"), results.get("pykan")
+        if not ours:
+            continue
+        terminalreporter.section(f"grid extension, {dtype}: pykan_fast vs pykan 0.2.8")
+        write(f"{'grid':>6} {'test RMSE pykan_fast':>22} {'test RMSE pykan':>18}")
+        for i, grid in enumerate(ours["grids"]):
+            other = f"{theirs['test_rmse'][i]:.3e}" if theirs else "-"
+            write(f"{grid:>6} {ours['test_rmse'][i]:>22.3e} {other:>18}")
+        line = (f"seconds (refine + fit), wall / CPU: pykan_fast {ours['seconds']:.2f} / "
+                f"{ours['cpu_seconds']:.2f}")
+        if theirs:
+            line += (f", pykan {theirs['seconds']:.2f} / {theirs['cpu_seconds']:.2f} "
+                     f"({theirs['threads']} torch threads); pykan_fast is "
+                     f"{theirs['seconds'] / ours['seconds']:.2f}x faster (wall), "
+                     f"{theirs['cpu_seconds'] / ours['cpu_seconds']:.2f}x (CPU)")
+        write(line)

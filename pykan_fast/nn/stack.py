@@ -32,6 +32,9 @@ from .nodes import node_step
 
 __all__ = ["supported", "stack_forward", "LossEvaluator"]
 
+_mse_loss = torch._C._nn.mse_loss
+_mse_loss_backward = torch.ops.aten.mse_loss_backward.default
+
 # Each layer's trained tensors, passed to the Function in this order (names as the
 # model's modules call them; "symbolic_affine" is the symbolic branch's affine).
 LAYER_PARAMS = ("coef", "scale_base", "scale_sp", "subnode_scale", "subnode_bias",
@@ -263,8 +266,10 @@ class LossEvaluator:
                 h, layer_saved = _layer_forward(layer, h, p, self.base_values if l == 0 else None)
                 saved.append(layer_saved)
             self.checked = True
-            loss = torch.nn.functional.mse_loss(h, self.y)
-            g = torch.ops.aten.mse_loss_backward(self.one, h, self.y, 1)  # 1: mean
+            # aten's ops under torch.nn.functional.mse_loss (whose Python wrapper checks
+            # shapes and torch-function overrides on every call) and its backward; 1: mean
+            loss = _mse_loss(h, self.y, 1)
+            g = _mse_loss_backward(self.one, h, self.y, 1)
             grads = [None] * len(self.layers)
             for l in range(len(self.layers) - 1, -1, -1):
                 grads[l], g = _layer_backward(
