@@ -41,9 +41,11 @@ def _cubic_interpolate(x1, f1, g1, x2, f2, g2, bounds=None):
 
 def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_change=1e-9,
                   max_ls=25):
-    """Line search for a step satisfying the strong Wolfe conditions (minFunc's)."""
+    """Line search for a step satisfying the strong Wolfe conditions (minFunc's).
+
+    Gradients are kept by reference where torch's copy clones them: every gradient here
+    is a new tensor from ``obj_func`` (or the caller's), and nothing writes into one."""
     d_norm = float(d.abs().max())
-    g = g.clone(memory_format=torch.contiguous_format)
     f_new, g_new = obj_func(x, t, d)
     ls_func_evals = 1
     gtd_new = float(g_new.dot(d))
@@ -55,7 +57,7 @@ def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_chang
     while ls_iter < max_ls:
         if f_new > (f + c1 * t * gtd) or (ls_iter > 1 and f_new >= f_prev):
             bracket, bracket_f = [t_prev, t], [f_prev, f_new]
-            bracket_g = [g_prev, g_new.clone(memory_format=torch.contiguous_format)]
+            bracket_g = [g_prev, g_new]
             bracket_gtd = [gtd_prev, gtd_new]
             break
         if abs(gtd_new) <= -c2 * gtd:
@@ -64,7 +66,7 @@ def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_chang
             break
         if gtd_new >= 0:
             bracket, bracket_f = [t_prev, t], [f_prev, f_new]
-            bracket_g = [g_prev, g_new.clone(memory_format=torch.contiguous_format)]
+            bracket_g = [g_prev, g_new]
             bracket_gtd = [gtd_prev, gtd_new]
             break
         min_step = t + 0.01 * (t - t_prev)
@@ -73,7 +75,7 @@ def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_chang
         t = _cubic_interpolate(t_prev, f_prev, gtd_prev, t, f_new, gtd_new,
                                bounds=(min_step, max_step))
         t_prev, f_prev = tmp, f_new
-        g_prev = g_new.clone(memory_format=torch.contiguous_format)
+        g_prev = g_new
         gtd_prev = gtd_new
         f_new, g_new = obj_func(x, t, d)
         ls_func_evals += 1
@@ -112,7 +114,7 @@ def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_chang
 
         if f_new > (f + c1 * t * gtd) or f_new >= bracket_f[low_pos]:
             bracket[high_pos], bracket_f[high_pos] = t, f_new
-            bracket_g[high_pos] = g_new.clone(memory_format=torch.contiguous_format)
+            bracket_g[high_pos] = g_new
             bracket_gtd[high_pos] = gtd_new
             low_pos, high_pos = (0, 1) if bracket_f[0] <= bracket_f[1] else (1, 0)
         else:
@@ -123,7 +125,7 @@ def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_chang
                 bracket_g[high_pos] = bracket_g[low_pos]
                 bracket_gtd[high_pos] = bracket_gtd[low_pos]
             bracket[low_pos], bracket_f[low_pos] = t, f_new
-            bracket_g[low_pos] = g_new.clone(memory_format=torch.contiguous_format)
+            bracket_g[low_pos] = g_new
             bracket_gtd[low_pos] = gtd_new
 
     if len(bracket) == 1:

@@ -132,3 +132,38 @@ def test_fit_with_regulariser_or_custom_loss_takes_the_closure(monkeypatch):
     assert calls == []
     model.fit(dataset, opt="LBFGS", steps=1, progress=False)
     assert calls == [1]
+
+
+def test_lbfgs_flat_closure_takes_the_closures_iterates():
+    """``LBFGS.step(closure, flat_closure=...)``: the same iterates from a gradient handed
+    over flat as from ``p.grad`` gathered after ``closure``."""
+    from pykan_fast.train.lbfgs import LBFGS
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(120, 20, generator=g, dtype=torch.float64)
+    b = torch.randn(120, generator=g, dtype=torch.float64)
+
+    def run(flat: bool):
+        w = torch.zeros(20, dtype=torch.float64, requires_grad=True)
+        v = torch.zeros(3, dtype=torch.float64, requires_grad=True)
+        opt = LBFGS([w, v], lr=1, history_size=10, line_search_fn="strong_wolfe",
+                    tolerance_grad=1e-32, tolerance_change=1e-32, tolerance_ys=1e-32)
+
+        def closure():
+            opt.zero_grad()
+            r = a @ w + torch.tanh(v).sum() * a[:, 0] ** 2 - b
+            loss = (r ** 2).mean() + 1e-3 * (w ** 4).sum()
+            loss.backward()
+            return loss
+
+        def flat_closure():
+            with torch.enable_grad():
+                loss = closure()
+            return loss.detach(), torch.cat([w.grad.reshape(-1), v.grad.reshape(-1)])
+
+        losses = [opt.step(closure, flat_closure=flat_closure if flat else None)
+                  for _ in range(6)]
+        return torch.cat([w.detach(), v.detach()]), [float(l.detach()) for l in losses]
+
+    assert run(True)[1] == run(False)[1]
+    assert torch.equal(run(True)[0], run(False)[0])
