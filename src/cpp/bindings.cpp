@@ -14,7 +14,8 @@ namespace py = pybind11;
 
 namespace {
 
-constexpr int kMaxOrder = 15;  // keep equal to spline_basis.hpp
+using pykan::BaseFun;
+using pykan::kMaxOrder;
 
 std::string shape_of(const py::array& a) {
   std::string s = "[";
@@ -99,7 +100,7 @@ Checked check_common(const py::array& x, const py::array& grid, const py::array&
   const Checked c = check_spline(x, grid, spline_weight, k, threads);
   require_array(base_weight, "base_weight", 2, x.dtype(), false);
   require_shape(base_weight, "base_weight", {c.in, c.out});
-  if (base != static_cast<int>(pykan::BaseFun::kNone) && base != static_cast<int>(pykan::BaseFun::kSilu))
+  if (base != static_cast<int>(BaseFun::kNone) && base != static_cast<int>(BaseFun::kSilu))
     throw py::value_error("base: expected 0 (none) or 1 (silu)");
   return c;
 }
@@ -264,11 +265,12 @@ void derivative_backward(const py::array& x, const py::array& grid, const py::ar
 
 PYBIND11_MODULE(_C, m) {
   m.doc() = "pykan_fast compiled kernels: fused KAN-layer forward and backward (CPU)";
+  // Constants the Python side needs: the largest spline order k, and the code of each
+  // base function for the `base` argument of forward/backward.
   m.attr("MAX_ORDER") = kMaxOrder;
-  // The `base` codes of forward/backward (enum BaseFun): the Python side reads them here.
   py::dict base_codes;
-  base_codes["none"] = static_cast<int>(pykan::BaseFun::kNone);
-  base_codes["silu"] = static_cast<int>(pykan::BaseFun::kSilu);
+  base_codes["none"] = static_cast<int>(BaseFun::kNone);
+  base_codes["silu"] = static_cast<int>(BaseFun::kSilu);
   m.attr("BASE_FUN_CODES") = base_codes;
   m.def("forward", &forward, py::arg("x").noconvert(), py::arg("grid").noconvert(),
         py::arg("spline_weight").noconvert(), py::arg("base_weight").noconvert(),

@@ -3,9 +3,10 @@
 
 #include <omp.h>
 
-#include <cmath>
-#include <limits>
+#include <cstddef>
 #include <vector>
+
+#include "kan_problem.hpp"
 
 namespace pykan {
 namespace derivative {
@@ -92,10 +93,8 @@ inline void t_values(const DerivativeProblem<T>& p, int64_t b, int64_t i, int64_
       if (t1) v1 += D1[r] * g;
     }
   }
-  const bool finite = std::isfinite(x);
-  const T nan = std::numeric_limits<T>::quiet_NaN();
-  if (t0) t0[b * in + i] = finite || p.order == 0 ? v0 : nan;
-  if (t1) t1[b * in + i] = finite ? v1 : nan;
+  if (t0) t0[b * in + i] = p.order == 0 ? v0 : nan_unless_finite(x, v0);
+  if (t1) t1[b * in + i] = nan_unless_finite(x, v1);
 }
 
 // grad_weight rows of input i += scale * B^(d)_j(x) * grad_y[b] for the sample's span.

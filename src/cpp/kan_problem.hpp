@@ -1,10 +1,16 @@
-// The arguments of one fused KAN-layer call, already validated by bindings.cpp.
+// The arguments of one fused KAN-layer call, already validated by bindings.cpp, and the
+// constants the kernels and bindings.cpp (which exports them to Python) share.
 #pragma once
 
 #include <cstdint>
 
 namespace pykan {
 
+// Largest spline order the kernels accept (bases and derivatives live in arrays of
+// kMaxOrder + 1 values on the stack).
+constexpr int kMaxOrder = 15;
+
+// The base function's code in the `base` argument of forward/backward.
 enum class BaseFun : int { kNone = 0, kSilu = 1 };
 
 // Shapes: x [batch, in], grid [in, n_knots], spline_weight [in, n_basis, out] with

@@ -1,7 +1,8 @@
 // One copy of the kernels per instruction set: CMake compiles this file once per ISA with
-// -DPYKAN_ISA=<name> and that ISA's flags; dispatch.cpp picks one at run time.
+// -DPYKAN_ISA=<name> and that ISA's flags; dispatch.cpp picks one at run time.  The kernel
+// headers are included inside namespace pykan::<isa> (so they include nothing themselves
+// but each other): every template they instantiate is this ISA's own.
 #include <cstdint>
-
 
 #include <omp.h>
 
@@ -14,8 +15,13 @@
 namespace pykan {
 namespace PYKAN_ISA {
 
+#include "simd.hpp"
 #include "spline_basis.hpp"
-#include "kan_kernels.inl"
+#include "base_fun.hpp"
+#include "tile_basis.hpp"
+#include "row_passes.hpp"
+#include "forward_kernels.hpp"
+#include "backward_kernels.hpp"
 
 template void forward<float>(const KanProblem<float>&, float*);
 template void forward<double>(const KanProblem<double>&, double*);

@@ -1,0 +1,110 @@
+// Passes over weight rows shared by the samples of one knot span: each weight (and
+// gradient) row is loaded once for several samples.  Included once per instruction set by
+// kernels_isa.cpp, inside namespace pykan::<isa>, after simd.hpp.
+#pragma once
+
+// yr[o] += sum_r coef[r] * row[r][o] for o in [o0, o1): the yr values are held in
+// registers (four vectors at a time) over all rows.
+template <typename T>
+inline void accumulate_rows(T* yr, int64_t o0, int64_t o1, const T* const* row,
+                            const T* coef, int n_rows) {
+  using V = typename Vec<T>::V;
+  constexpr int L = Vec<T>::L;
+  int64_t o = o0;
+  for (; o + 4 * L <= o1; o += 4 * L) {
+    V a0 = vload(yr + o), a1 = vload(yr + o + L), a2 = vload(yr + o + 2 * L),
+      a3 = vload(yr + o + 3 * L);
+    for (int r = 0; r < n_rows; ++r) {
+      const V c = vbroadcast(coef[r]);
+      const T* w = row[r] + o;
+      a0 += c * vload(w);
+      a1 += c * vload(w + L);
+      a2 += c * vload(w + 2 * L);
+      a3 += c * vload(w + 3 * L);
+    }
+    vstore(yr + o, a0);
+    vstore(yr + o + L, a1);
+    vstore(yr + o + 2 * L, a2);
+    vstore(yr + o + 3 * L, a3);
+  }
+  for (; o + L <= o1; o += L) {
+    V a = vload(yr + o);
+    for (int r = 0; r < n_rows; ++r) a += vbroadcast(coef[r]) * vload(row[r] + o);
+    vstore(yr + o, a);
+  }
+  for (; o < o1; ++o) {
+    T a = yr[o];
+    for (int r = 0; r < n_rows; ++r) a += coef[r] * row[r][o];
+    yr[o] = a;
+  }
+}
+
+// Forward for M samples sharing one knot span (so the same R weight rows):
+// y[m] += sum_r c[m*R + r] * w[r], each weight vector loaded once for the M samples.
+template <typename T, int R, int M>
+inline void group_axpy(T* const* y, int64_t out, const T* const* w, const T* c) {
+  using V = typename Vec<T>::V;
+  constexpr int L = Vec<T>::L;
+  V cv[M][R];
+  for (int m = 0; m < M; ++m)
+    for (int r = 0; r < R; ++r) cv[m][r] = vbroadcast(c[m * R + r]);
+  int64_t o = 0;
+  for (; o + L <= out; o += L) {
+    V acc[M];
+    for (int m = 0; m < M; ++m) acc[m] = vload(y[m] + o);
+    for (int r = 0; r < R; ++r) {
+      const V wv = vload(w[r] + o);
+      for (int m = 0; m < M; ++m) acc[m] += cv[m][r] * wv;
+    }
+    for (int m = 0; m < M; ++m) vstore(y[m] + o, acc[m]);
+  }
+  for (; o < out; ++o)
+    for (int m = 0; m < M; ++m) {
+      T a = y[m][o];
+      for (int r = 0; r < R; ++r) a += c[m * R + r] * w[r][o];
+      y[m][o] = a;
+    }
+}
+
+// M samples whose x share one knot span also share their R weight rows: one pass serves
+// them all, loading each weight and gradient row once (M dot products per weight load,
+// one read-modify-write of a gradient row for M samples).
+// dyr[m]: grad_y rows; n[m*R + r], dots[m*R + r]: per-sample scales and results.
+template <typename T, int R, int M, bool kUpdate>
+inline void group_rows(const T* const* dyr, int64_t out, const T* const* w, T* const* gw,
+                       const T* n, T* dots) {
+  using V = typename Vec<T>::V;
+  constexpr int L = Vec<T>::L;
+  V acc[M][R];
+  for (int m = 0; m < M; ++m)
+    for (int r = 0; r < R; ++r) acc[m][r] = V{};
+  int64_t o = 0;
+  for (; o + L <= out; o += L) {
+    V d[M];
+    for (int m = 0; m < M; ++m) d[m] = vload(dyr[m] + o);
+    for (int r = 0; r < R; ++r) {
+      const V wv = vload(w[r] + o);
+      for (int m = 0; m < M; ++m) acc[m][r] += d[m] * wv;
+      if (kUpdate) {
+        V g = vload(gw[r] + o);
+        for (int m = 0; m < M; ++m) g += vbroadcast(n[m * R + r]) * d[m];
+        vstore(gw[r] + o, g);
+      }
+    }
+  }
+  for (int m = 0; m < M; ++m) {
+    for (int r = 0; r < R; ++r) {
+      T sum = Vec<T>::hsum(acc[m][r]);
+      for (int64_t oo = o; oo < out; ++oo) sum += dyr[m][oo] * w[r][oo];
+      dots[m * R + r] = sum;
+    }
+  }
+  if (kUpdate) {
+    for (int r = 0; r < R; ++r)
+      for (int64_t oo = o; oo < out; ++oo) {
+        T g = gw[r][oo];
+        for (int m = 0; m < M; ++m) g += n[m * R + r] * dyr[m][oo];
+        gw[r][oo] = g;
+      }
+  }
+}
