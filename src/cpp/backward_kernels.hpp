@@ -8,7 +8,7 @@
 // base(x) for the weight gradient, dn = dB_j/dx or base'(x) for grad_x.  Rows past the
 // basis ends get 0.
 template <typename T, int K, bool kSilu>
-inline void sample_scales(const TileBasis<T>& tb, int q, int b, int k, int64_t nb, T* n, T* dn) {
+PYKAN_INLINE void sample_scales(const TileBasis<T>& tb, int q, int b, int k, int64_t nb, T* n, T* dn) {
   const int64_t s = tb.span[b];
   for (int r = 0; r <= k; ++r) {
     const int64_t j = s - k + r;
@@ -31,7 +31,7 @@ void backward_tile_input(const KanProblem<T>& p, int64_t i, const TileBasis<T>& 
   const T* wi = p.spline_weight + i * nb * out;
   const T* wb = p.base_weight + i * out;
   const int* order = tb.order;
-  for_each_span_run(tb.span, order, n, [&](int at, int run, int64_t s) {
+  for_each_span_run(tb.span, order, n, [&](int at, int run, int64_t s) PYKAN_LAMBDA_INLINE {
     if (s < 0) {
       // Outside the grid: only the base row.
       for (int q = 0; q < run; ++q) {

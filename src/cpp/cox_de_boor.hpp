@@ -36,7 +36,7 @@ inline T nan_unless_finite(T x, T g) {
 // on entry, N[0..p] = B_{p, s-p+r}(x) on exit.  left/right[1..p-1] come from the earlier
 // steps; this one sets left/right[p].
 template <typename V, typename Kn>
-__attribute__((always_inline)) inline void cox_de_boor_step(const Kn& kn, V x, int p, V* left,
+PYKAN_INLINE void cox_de_boor_step(const Kn& kn, V x, int p, V* left,
                                                             V* right, V* N) {
   left[p] = kn.left(x, p);
   right[p] = kn.right(x, p);
@@ -58,7 +58,7 @@ __attribute__((always_inline)) inline void cox_de_boor_step(const Kn& kn, V x, i
 // to derivatives instead of values it gives the next derivative order.  r runs downwards
 // so that D may be lower itself (in place).
 template <typename V, typename Kn>
-__attribute__((always_inline)) inline void derivative_step(const Kn& kn, int p, const V* lower,
+PYKAN_INLINE void derivative_step(const Kn& kn, int p, const V* lower,
                                                            V* D) {
   for (int r = p; r >= 0; --r) {
     V d = V{};
@@ -73,7 +73,7 @@ __attribute__((always_inline)) inline void derivative_step(const Kn& kn, int p, 
 // dN[r] = dB_{k, s-k+r}/dx.  K > 0 fixes the order at compile time (then k == K).
 // Entries for bases outside 0..n_basis-1 are meaningless and must be ignored.
 template <int K, bool kDeriv, typename V, typename Kn>
-__attribute__((always_inline)) inline void bases_at(const Kn& kn, V x, int k_runtime, V* N,
+PYKAN_INLINE void bases_at(const Kn& kn, V x, int k_runtime, V* N,
                                                     V* dN) {
   constexpr int kCap = (K > 0 ? K : kMaxOrder) + 1;
   const int k = K > 0 ? K : k_runtime;

@@ -95,7 +95,7 @@ void forward_tile_input(const KanProblem<T>& p, int64_t i, const TileBasis<T>& t
   const T* wi = p.spline_weight + i * nb * out;
   const T* wb = p.base_weight + i * out;
   const int* order = tb.order;
-  for_each_span_run(tb.span, order, n, [&](int at, int run, int64_t s) {
+  for_each_span_run(tb.span, order, n, [&](int at, int run, int64_t s) PYKAN_LAMBDA_INLINE {
     if (s < 0) {
       if (kSilu) {
         for (int q = 0; q < run; ++q) {

@@ -6,7 +6,7 @@
 // yr[o] += sum_r coef[r] * row[r][o] for o in [o0, o1): the yr values are held in
 // registers (four vectors at a time) over all rows.
 template <typename T>
-inline void accumulate_rows(T* yr, int64_t o0, int64_t o1, const T* const* row,
+PYKAN_INLINE void accumulate_rows(T* yr, int64_t o0, int64_t o1, const T* const* row,
                             const T* coef, int n_rows) {
   using V = typename Vec<T>::V;
   constexpr int L = Vec<T>::L;
@@ -42,7 +42,7 @@ inline void accumulate_rows(T* yr, int64_t o0, int64_t o1, const T* const* row,
 // Forward for M samples sharing one knot span (so the same R weight rows):
 // y[m] += sum_r c[m*R + r] * w[r], each weight vector loaded once for the M samples.
 template <typename T, int R, int M>
-inline void group_axpy(T* const* y, int64_t out, const T* const* w, const T* c) {
+PYKAN_INLINE void group_axpy(T* const* y, int64_t out, const T* const* w, const T* c) {
   using V = typename Vec<T>::V;
   constexpr int L = Vec<T>::L;
   V cv[M][R];
@@ -71,7 +71,7 @@ inline void group_axpy(T* const* y, int64_t out, const T* const* w, const T* c) 
 // one read-modify-write of a gradient row for M samples).
 // dyr[m]: grad_y rows; n[m*R + r], dots[m*R + r]: per-sample scales and results.
 template <typename T, int R, int M, bool kUpdate>
-inline void group_rows(const T* const* dyr, int64_t out, const T* const* w, T* const* gw,
+PYKAN_INLINE void group_rows(const T* const* dyr, int64_t out, const T* const* w, T* const* gw,
                        const T* n, T* dots) {
   using V = typename Vec<T>::V;
   constexpr int L = Vec<T>::L;

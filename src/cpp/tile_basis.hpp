@@ -64,12 +64,12 @@ struct TileBasis {
 // base(x) of sample b: the caller's precomputed value when given (torch's vectorised
 // SiLU), else SiLU computed here; base_and_grad adds base'(x).
 template <typename T>
-inline T base_value(const TileBasis<T>& tb, int b) {
+PYKAN_INLINE T base_value(const TileBasis<T>& tb, int b) {
   return tb.base_values ? tb.base_values[b * tb.base_stride] : silu(tb.x[b]);
 }
 
 template <typename T>
-inline void base_and_grad(const TileBasis<T>& tb, int b, T* value, T* grad) {
+PYKAN_INLINE void base_and_grad(const TileBasis<T>& tb, int b, T* value, T* grad) {
   if (tb.base_values) {
     *value = tb.base_values[b * tb.base_stride];
     *grad = tb.base_grads[b * tb.base_stride];
@@ -92,7 +92,7 @@ inline void sort_by_span(const int64_t* span, int n, int64_t n_knots, int* order
 
 // f(at, run, s) for each run order[at .. at+run) of samples with one span s.
 template <typename F>
-__attribute__((always_inline)) inline void for_each_span_run(const int64_t* span,
+PYKAN_INLINE void for_each_span_run(const int64_t* span,
                                                              const int* order, int n, F f) {
   for (int at = 0; at < n;) {
     const int64_t s = span[order[at]];
@@ -107,7 +107,7 @@ __attribute__((always_inline)) inline void for_each_span_run(const int64_t* span
 // arg[order[q + l]] (x, or u for uniform knots; unused lanes run on pad), stored to
 // columns q..q+m of N and dN.
 template <typename T, int K, bool kDeriv, typename Kn>
-inline void recursion_block(TileBasis<T>& tb, const T* arg, int q, int m, T pad, const Kn& kn) {
+PYKAN_INLINE void recursion_block(TileBasis<T>& tb, const T* arg, int q, int m, T pad, const Kn& kn) {
   using V = typename Vec<T>::V;
   constexpr int L = Vec<T>::L;
   V x = vbroadcast(pad);
@@ -190,10 +190,10 @@ inline void tile_basis(TileBasis<T>& tb, int n, const T* t, int64_t nk, const T*
     return;
   }
   if (nk <= kMaxSortedKnots) {
-    for_each_span_run(tb.span, tb.order, n, [&](int at, int run, int64_t s) {
+    for_each_span_run(tb.span, tb.order, n, [&](int at, int run, int64_t s) PYKAN_LAMBDA_INLINE {
       if (s < 0) return;
       const T pad = t[s];  // inside the span
-      const auto blocks = [&](const auto& kn) {
+      const auto blocks = [&](const auto& kn) PYKAN_LAMBDA_INLINE {
         for (int q = 0; q < run; q += Vec<T>::L) {
           const int m = run - q < Vec<T>::L ? run - q : Vec<T>::L;
           recursion_block<T, K, kDeriv>(tb, tb.x, at + q, m, pad, kn);
