@@ -4,6 +4,7 @@ shapes, through the real KANLayer (the cpu backend's module handle is swapped).
 
     python bench/ab_extension.py /path/to/old/_C.cpython-311-x86_64-linux-gnu.so
     python bench/ab_extension.py OLD_SO --check-only     # only the bit-for-bit comparison
+    python bench/ab_extension.py OLD_SO --job 3          # also the whole grid-extension job
 
 First compares both builds' outputs bit for bit (forward, backward, derivative kernels;
 float32/float64, k=1..7, uniform, non-uniform and repeated knots, inputs outside the grid
@@ -168,15 +169,45 @@ def bench(old_C, rounds, calls):
                   flush=True)
 
 
+def job(old_C, rounds):
+    """The whole grid-extension job (bench/test_bench_fit.py's: [2, 5, 1], grids 3/10/20/50,
+    50 L-BFGS steps each, float64) under each build, alternately; seconds and the final
+    test RMSE of each run (equal builds give equal RMSEs)."""
+    from pykan_fast.experiments.grid_extension import grid_extension
+
+    def run():
+        t0 = time.perf_counter()
+        rows = grid_extension(grids=(3, 10, 20, 50), steps=50, backend="cpu", progress=False,
+                              dtype=torch.float64, seed=1, data_seed=0, stop_grid_update_step=50,
+                              train_num=1000, test_num=1000)
+        return time.perf_counter() - t0, rows[-1].test_rmse
+
+    print("| whole grid-extension job | A s | B s | B/A | test RMSE A / B |")
+    print("|---|---:|---:|---:|---|")
+    for r in range(rounds):
+        got = {}
+        for module in ((old_C, new_C) if r % 2 == 0 else (new_C, old_C)):
+            cpu.C = module
+            got[module] = run()
+        cpu.C = new_C
+        (ta, ea), (tb, eb) = got[old_C], got[new_C]
+        print(f"| round {r + 1} | {ta:.2f} | {tb:.2f} | {tb / ta:.3f} | {ea:.3e} / {eb:.3e} |",
+              flush=True)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("old_so")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--calls", type=int, default=5)
     parser.add_argument("--check-only", action="store_true")
+    parser.add_argument("--job", type=int, default=0, metavar="ROUNDS",
+                        help="also time the whole grid-extension job, ROUNDS rounds")
     args = parser.parse_args()
     old = load_old(args.old_so)
     print("ISA: old", old.active_isa(), "new", new_C.active_isa())
     check(old)
     if not args.check_only:
         bench(old, args.rounds, args.calls)
+        if args.job:
+            job(old, args.job)
