@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import pykan_fast as pf
+from support import RTOL, assert_close
 
 # (in, out, keyword arguments in pykan's spelling). Configurations whose float32
 # initial least-squares fit is reproducible: for some others (e.g. G=5, k=5) pykan's own
@@ -124,7 +125,7 @@ def test_default_arguments_match_pykan(pykan_layer_cls):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
 @pytest.mark.parametrize("base_fun", ["silu", "identity", "zero", torch.tanh],
                          ids=["silu", "identity", "zero", "tanh"])
-def test_layer_cpu_matches_torch_backend(kan_case, base_fun, dtype):
+def test_layer_cpu_matches_torch_backend(base_fun, dtype):
     torch.manual_seed(0)
     layer = pf.KANLayer(4, 3, grid=6, k=3, base_fun=base_fun).to(dtype)
     x = (torch.rand(50, 4, dtype=dtype) * 3 - 1.5)
@@ -138,7 +139,7 @@ def test_layer_cpu_matches_torch_backend(kan_case, base_fun, dtype):
         results[backend] = dict(y=y.detach(), x=xb.grad,
                                 **{n: p.grad for n, p in layer.named_parameters() if p.requires_grad})
     assert set(results["cpu"]) == {"y", "x", "coef", "scale_base", "scale_sp"}
-    kan_case.assert_results_close(results["cpu"], results["torch"], kan_case.RTOL[dtype])
+    assert_close(results["cpu"], results["torch"], RTOL[dtype])
 
 
 def test_layer_frozen_parameters_get_no_gradient():
@@ -169,7 +170,7 @@ def test_layer_empty_batch():
     assert torch.equal(layer.coef.grad, torch.zeros_like(layer.coef))
 
 
-def test_layer_trains(kan_case):
+def test_layer_trains():
     """A few SGD steps on the cpu backend lower the loss and follow the reference
     backend's trajectory (float64; SGD, unlike Adam, does not amplify the last-bit
     differences of near-zero gradients)."""
@@ -198,4 +199,4 @@ def test_layer_trains(kan_case):
     assert losses["cpu"][-1] < 0.5 * losses["cpu"][0]
     assert losses["cpu"] == pytest.approx(losses["torch"], rel=1e-8)
     for name in params["torch"]:
-        kan_case.assert_close(params["cpu"][name], params["torch"][name], 1e-8, name)
+        assert_close(params["cpu"][name], params["torch"][name], 1e-8, name)

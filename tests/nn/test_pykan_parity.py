@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import pykan_fast as pf
+from support import assert_close
 
 kan = pytest.importorskip("kan", reason="pykan (the `kan` package, pip install pykan-fast[compat]) "
                           "is needed for the parity tests")
@@ -64,12 +65,12 @@ def _dy(batch, out_dim, dtype, seed=5):
     return torch.randn(batch, out_dim, generator=g, dtype=torch.float64).to(dtype)
 
 
-def _assert_parity(kan_case, theirs, x, backend, rtol):
+def _assert_parity(theirs, x, backend, rtol):
     ours = pf.KANLayer.from_pykan(theirs, backend=backend)
     dy = _dy(x.shape[0], theirs.out_dim, x.dtype)
     want = _pykan_run(theirs, x, dy)
     got = _ours_run(ours, x, dy)
-    kan_case.assert_results_close(got, want, rtol)
+    assert_close(got, want, rtol)
     return ours
 
 
@@ -86,18 +87,18 @@ BACKENDS = ["cpu", "torch"]
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("in_dim,out_dim,num,k", CONFIGS)
-def test_from_pykan_forward_and_gradients(kan_case, in_dim, out_dim, num, k, backend):
+def test_from_pykan_forward_and_gradients(in_dim, out_dim, num, k, backend):
     theirs = _pykan_layer(in_dim, out_dim, num, k, seed=in_dim + num)
     with torch.no_grad():  # trained-looking parameters, not the near-zero init
         theirs.coef.normal_()
         theirs.scale_sp.uniform_(-1, 1)
     x = _samples(in_dim, 97, torch.float64, seed=k)  # a third outside the grid
-    _assert_parity(kan_case, theirs, x, backend, 1e-10)
+    _assert_parity(theirs, x, backend, 1e-10)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("in_dim,out_dim,num,k", CONFIGS)
-def test_from_pykan_after_update_grid_from_samples(kan_case, in_dim, out_dim, num, k, backend):
+def test_from_pykan_after_update_grid_from_samples(in_dim, out_dim, num, k, backend):
     """pykan's own adaptive (quantile) grid on skewed samples: non-uniform knots."""
     theirs = _pykan_layer(in_dim, out_dim, num, k, seed=1)
     samples = _skewed(in_dim, max(400, 4 * num), torch.float64, seed=2)
@@ -107,11 +108,11 @@ def test_from_pykan_after_update_grid_from_samples(kan_case, in_dim, out_dim, nu
         "the grid did not become non-uniform"
     x = torch.cat([samples[:150], _samples(in_dim, 50, torch.float64, seed=3, scale=8.0),
                    theirs.grid.T.contiguous()])  # inside, far outside, and on every knot
-    _assert_parity(kan_case, theirs, x, backend, 1e-10)
+    _assert_parity(theirs, x, backend, 1e-10)
 
 
 @pytest.mark.parametrize("mode", ["sample", "grid"])
-def test_from_pykan_after_repeated_grid_updates_and_masking(kan_case, mode):
+def test_from_pykan_after_repeated_grid_updates_and_masking(mode):
     theirs = _pykan_layer(3, 4, 6, 3, seed=4)
     for seed in (5, 6):
         theirs.update_grid_from_samples(_skewed(3, 300, torch.float64, seed) * (seed - 4), mode=mode)
@@ -119,10 +120,10 @@ def test_from_pykan_after_repeated_grid_updates_and_masking(kan_case, mode):
         theirs.mask[0, 1] = 0.0  # a pruned edge
         theirs.mask[2, 3] = 0.0
     x = torch.cat([_skewed(3, 120, torch.float64, 7), theirs.grid.T.contiguous()])
-    _assert_parity(kan_case, theirs, x, "cpu", 1e-10)
+    _assert_parity(theirs, x, "cpu", 1e-10)
 
 
-def test_from_pykan_grid_with_repeated_knot(kan_case):
+def test_from_pykan_grid_with_repeated_knot():
     """grid_eps=0 on integer-valued samples: pykan's adaptive grid gets a double knot at 0."""
     torch.manual_seed(5)
     theirs = PykanLayer(1, 2, num=5, k=3, grid_eps=0.0).to(torch.float64)
@@ -131,7 +132,7 @@ def test_from_pykan_grid_with_repeated_knot(kan_case):
     assert (theirs.grid.diff(dim=1) == 0).any(), "no repeated knot: the case lost its point"
     x = torch.linspace(-4, 4, 161, dtype=torch.float64)[:, None]
     ours = pf.KANLayer.from_pykan(theirs, backend="cpu")
-    kan_case.assert_close(ours(x).detach(), theirs(x)[0].detach(), 1e-10, "y")
+    assert_close(ours(x).detach(), theirs(x)[0].detach(), 1e-10, "y")
 
 
 @pytest.mark.parametrize("base_fun,name", [
@@ -140,23 +141,23 @@ def test_from_pykan_grid_with_repeated_knot(kan_case):
     pytest.param(torch.tanh, None, id="tanh"),
     pytest.param(lambda t: t * 0, None, id="zero-lambda"),
 ])
-def test_from_pykan_base_functions(kan_case, base_fun, name):
+def test_from_pykan_base_functions(base_fun, name):
     theirs = _pykan_layer(3, 2, 5, 3, seed=8, base_fun=base_fun)
     x = _samples(3, 40, torch.float64, seed=9)
-    ours = _assert_parity(kan_case, theirs, x, "cpu", 1e-10)
+    ours = _assert_parity(theirs, x, "cpu", 1e-10)
     if name is not None:
         assert ours.base_fun == name  # the kernels' fused path, not a generic callable
 
 
-def test_from_pykan_float32(kan_case):
+def test_from_pykan_float32():
     theirs = _pykan_layer(5, 6, 5, 3, seed=10, dtype=torch.float32)
     theirs.update_grid_from_samples(_skewed(5, 300, torch.float32, 11))
     x = torch.cat([_skewed(5, 100, torch.float32, 12), _samples(5, 30, torch.float32, 13, 6.0)])
-    ours = _assert_parity(kan_case, theirs, x, "cpu", 1e-5)
+    ours = _assert_parity(theirs, x, "cpu", 1e-5)
     assert ours.coef.dtype == torch.float32
 
 
-def test_from_pykan_copies_parameters(kan_case):
+def test_from_pykan_copies_parameters():
     theirs = _pykan_layer(3, 2, 5, 3, seed=14, sp_trainable=False)
     ours = pf.KANLayer.from_pykan(theirs)
     for name, p in theirs.named_parameters():
@@ -169,7 +170,7 @@ def test_from_pykan_copies_parameters(kan_case):
 
 @pytest.mark.parametrize("base_fun", ["silu", "identity", "zero", torch.tanh],
                          ids=["silu", "identity", "zero", "tanh"])
-def test_to_pykan_round_trip(kan_case, base_fun):
+def test_to_pykan_round_trip(base_fun):
     torch.manual_seed(15)
     ours = pf.KANLayer(3, 4, grid=6, k=2, base_fun=base_fun, sb_trainable=False).double()
     with torch.no_grad():
@@ -187,7 +188,7 @@ def test_to_pykan_round_trip(kan_case, base_fun):
     want = _pykan_run(theirs, x, dy)
     got = _ours_run(ours, x, dy)
     del want["scale_base"], got["scale_base"]  # frozen: no gradient on either side
-    kan_case.assert_results_close(got, want, 1e-10)
+    assert_close(got, want, 1e-10)
     # ... and back again.
     back = pf.KANLayer.from_pykan(theirs)
     for name, p in ours.named_parameters():

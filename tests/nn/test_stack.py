@@ -11,7 +11,7 @@ import torch
 import pykan_fast as pf
 from pykan_fast.nn import stack
 
-from kan_helpers import inputs
+from support import inputs
 
 
 def _model(width=(3, 4, 2), grid=5, k=3, dtype=torch.float64, affine_trainable=True, seed=0):

@@ -11,14 +11,15 @@ import torch
 
 import pykan_fast as pf
 from pykan_fast._compiled import C
+from support import assert_close, make_case
 
 K = 3
 
 
 @pytest.fixture
-def valid(kan_case):
+def valid():
     """A valid float64 call: x [4, 3], grid [3, 12] (G=5, k=3), coef [3, 2, 8]."""
-    case = kan_case.make_case(4, 3, 2, 5, K, torch.float64, "uniform")
+    case = make_case(4, 3, 2, 5, K, torch.float64, "uniform")
     return dict(case, k=K, base_fun="silu")
 
 
@@ -287,7 +288,7 @@ def _raw_backward(a):
     return C.backward(*(a[n] for n in BACKWARD_ARGS))
 
 
-def test_raw_valid_calls_match_reference(raw, kan_case):
+def test_raw_valid_calls_match_reference(raw):
     """The valid raw arguments work and agree with the reference, so each failure below
     comes from its one change."""
     a = dict(raw)
@@ -298,7 +299,7 @@ def test_raw_valid_calls_match_reference(raw, kan_case):
     ones = torch.ones_like(t["base_weight"])
     want = pf.ops.reference.kan_layer_reference(t["x"], t["grid"], coef, t["base_weight"], ones, ones, 3)
     rtol = 1e-10 if a["x"].dtype == np.float64 else 1e-5
-    kan_case.assert_close(torch.from_numpy(a["y"]), want, rtol, "y")
+    assert_close(torch.from_numpy(a["y"]), want, rtol, "y")
     _raw_backward(a)
     assert np.abs(a["grad_x"]).max() > 0 and np.abs(a["grad_spline_weight"]).max() > 0
     assert np.abs(a["grad_base_weight"]).max() > 0

@@ -13,6 +13,7 @@ from pykan_fast.ops import autograd as ops
 from pykan_fast.ops.functional import fold_weights, kan_layer
 from pykan_fast.experiments.pde import laplacian
 from pykan_fast.ops.reference import b_batch
+from support import RTOL, assert_close, knots_as_samples, make_case, run_layer
 
 CASES = [  # (batch, in, out, G, k, grid kind)
     (5, 3, 2, 4, 3, "uniform"),
@@ -24,11 +25,11 @@ CASES = [  # (batch, in, out, G, k, grid kind)
 IDS = [f"B{b}-in{i}-out{o}-G{g}-k{k}-{kind}" for b, i, o, g, k, kind in CASES]
 
 
-def _case(kan_case, batch, in_dim, out_dim, num, k, kind, dtype=torch.float64, seed=0):
-    case = kan_case.make_case(batch, in_dim, out_dim, num, k, dtype=dtype, grid_kind=kind,
-                              seed=seed, spread=1.2)
+def _case(batch, in_dim, out_dim, num, k, kind, dtype=torch.float64, seed=0):
+    case = make_case(batch, in_dim, out_dim, num, k, dtype=dtype, knots=kind, seed=seed,
+                     outside=0.1)
     # Samples exactly on knots too (the derivative bases are one-sided there, as pykan's).
-    on_knots = kan_case.knots_as_samples(case["grid"])[1:-1:2]
+    on_knots = knots_as_samples(case["grid"])[1:-1:2]
     case["x"] = torch.cat([case["x"], on_knots]).contiguous()
     return case
 
@@ -51,8 +52,8 @@ def _reference_derivative_bases(x, grid, k, order):
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("case_args", CASES, ids=IDS)
-def test_derivative_ops_match_dense_reference(kan_case, case_args, dtype):
-    case = _case(kan_case, *case_args, dtype=dtype)
+def test_derivative_ops_match_dense_reference(case_args, dtype):
+    case = _case(*case_args, dtype=dtype)
     k = case_args[4]
     x, grid = case["x"], case["grid"]
     g = torch.Generator().manual_seed(3)
@@ -61,7 +62,7 @@ def test_derivative_ops_match_dense_reference(kan_case, case_args, dtype):
     scale = torch.randn(x.shape, generator=g, dtype=torch.float64).to(dtype)
     grad_y = torch.randn(x.shape[0], weight.shape[2], generator=g, dtype=torch.float64).to(dtype)
     w64, s64, gy64 = weight.double(), scale.double(), grad_y.double()
-    rtol = kan_case.RTOL[dtype] * (10 if dtype == torch.float32 else 100)
+    rtol = RTOL[dtype] * (10 if dtype == torch.float32 else 100)
     for order in range(k + 2):
         bases = _reference_derivative_bases(x.double(), grid.double(), k, order)
         above = _reference_derivative_bases(x.double(), grid.double(), k, order + 1)
@@ -69,21 +70,21 @@ def test_derivative_ops_match_dense_reference(kan_case, case_args, dtype):
             y = ops.spline_derivative(x, grid, weight, s, k, order, "cpu")
             rows = torch.ones_like(s64) if s is None else s64
             want = torch.einsum("bi,bij,ijo->bo", rows, bases, w64)
-            kan_case.assert_close(y, want.to(dtype), rtol, f"y order {order}")
+            assert_close(y, want.to(dtype), rtol, f"y order {order}")
             t0, t1, gw = ops.spline_derivative_backward(x, grid, weight, s, grad_y, k, order,
                                                         "cpu", True, True, True)
-            kan_case.assert_close(t0, torch.einsum("bo,ijo,bij->bi", gy64, w64, bases).to(dtype),
+            assert_close(t0, torch.einsum("bo,ijo,bij->bi", gy64, w64, bases).to(dtype),
                                   rtol, f"t0 order {order}")
-            kan_case.assert_close(t1, torch.einsum("bo,ijo,bij->bi", gy64, w64, above).to(dtype),
+            assert_close(t1, torch.einsum("bo,ijo,bij->bi", gy64, w64, above).to(dtype),
                                   rtol, f"t1 order {order}")
-            kan_case.assert_close(gw, torch.einsum("bi,bij,bo->ijo", rows, bases, gy64).to(dtype),
+            assert_close(gw, torch.einsum("bi,bij,bo->ijo", rows, bases, gy64).to(dtype),
                                   rtol, f"grad_weight order {order}")
 
 
 @pytest.mark.parametrize("base_fun", ["silu", "identity"])
 @pytest.mark.parametrize("case_args", CASES, ids=IDS)
-def test_gradgradcheck(kan_case, case_args, base_fun):
-    case = _case(kan_case, *case_args)
+def test_gradgradcheck(case_args, base_fun):
+    case = _case(*case_args)
     k = case_args[4]
     # gradcheck's finite differences must not straddle a knot: keep x off the knots.
     case["x"] = case["x"][: case_args[0]] + 1e-3
@@ -114,22 +115,22 @@ def _second_derivative_loss(backend, case, k, base_fun="silu"):
 
 
 @pytest.mark.parametrize("case_args", CASES, ids=IDS)
-def test_third_order_matches_reference(kan_case, case_args):
-    case = _case(kan_case, *case_args)
+def test_third_order_matches_reference(case_args):
+    case = _case(*case_args)
     k = case_args[4]
     got = _second_derivative_loss("cpu", case, k)
     want = _second_derivative_loss("torch", case, k)
-    kan_case.assert_results_close(got, want, 1e-9)
+    assert_close(got, want, 1e-9)
 
 
 @pytest.mark.parametrize("order", [0, 1, 2, 3])
 @pytest.mark.parametrize("case_args", CASES[1:4], ids=IDS[1:4])
-def test_derivative_backward_same_on_one_and_two_threads(kan_case, restore_threads, case_args,
+def test_derivative_backward_same_on_one_and_two_threads(restore_threads, case_args,
                                                           order):
     """One thread takes the single pass (each sample's bases serve T and the weight
     gradient); more threads split the batch for T and the inputs for the weight gradient.
     Same operations in the same order: equal results."""
-    case = _case(kan_case, *case_args)
+    case = _case(*case_args)
     k = case_args[4]
     sw, _ = fold_weights(case["coef"], case["scale_base"], case["scale_sp"], case["mask"])
     g = torch.Generator().manual_seed(5)

@@ -15,7 +15,7 @@ import torch
 import pykan_fast as pf
 from pykan_fast.tools.prune import activation_scales, attribution_scores
 
-from kan_helpers import inputs as _inputs, max_rel as _max_rel
+from support import inputs as _inputs, max_rel as _max_rel
 
 LAYER_PARAMS = ("grid", "coef", "scale_base", "scale_sp", "mask")
 AFFINES = ("node_bias", "node_scale", "subnode_bias", "subnode_scale")

@@ -19,7 +19,7 @@ from pykan_fast.ops.grid import curve2coef
 from pykan_fast.symbolic import (SYMBOLIC_LIB, SymbolicKANLayer, add_symbolic, fit_params,
                                  symbolic_formula)
 
-from kan_helpers import inputs as _inputs, max_rel as _max_rel
+from support import inputs as _inputs, max_rel as _max_rel
 
 sympy = pytest.importorskip("sympy")
 

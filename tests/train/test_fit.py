@@ -15,7 +15,7 @@ from pykan_fast.train.fit import edge_std, regularization
 from pykan_fast.train.lbfgs import LBFGS
 from pykan_fast.ops.reference import coef2curve
 
-from kan_helpers import inputs as _inputs, max_rel as _max_rel
+from support import inputs as _inputs, max_rel as _max_rel
 
 
 @pytest.fixture(autouse=True)
