@@ -13,7 +13,7 @@ k = 0..16 and grid sizes G = 0..2000, and thread counts 0/1/2:
 Every call must either match the reference -- outputs and gradients (via
 ``torch.autograd.grad``): float64 to 1e-9 of the largest reference entry, float32 to 1e-4
 of it (or twice the float32 reference's own error, where float32 cannot do better, as in
-conftest's ``compare_with_reference``); NaN and +-inf at the same places -- or raise
+tests/support.py's ``compare_with_reference``); NaN and +-inf at the same places -- or raise
 ValueError/TypeError. An argument predicate, written here from the documented checks
 (bindings.cpp, checks.py), says which: a valid call that raises fails, and so does an
 invalid one that runs.
@@ -49,15 +49,16 @@ from hypothesis import strategies as st
 import pykan_fast as pf
 from pykan_fast._compiled import C
 from pykan_fast.ops.grid import uniform_grid
+from pykan_fast.ops.kernel_codes import MAX_ORDER
 from pykan_fast.ops.reference import coef2curve, resolve_base_fun
+from support import FUZZ_RTOL, LEAVES, assert_close, base_function, make_case, run_layer
 
-from pykan_fast.ops.kernel_codes import MAX_ORDER  # noqa: E402
-RTOL = {np.float64: 1e-9, np.float32: 1e-4}
 HUGE = 1e20  # |x| at least this: a sample of its own scale (the 1e30 / 1e300 specials)
-SPECIALS = (math.nan, math.inf, -math.inf, 1e30, -1e30, 1e300, -1e300, 0.0, -0.0)
-GRID_KINDS = ("pykan", "uniform", "uniform", "jitter", "random", "random", "clustered",
-              "duplicates", "duplicates", "flat")
+# support.KNOTS, weighted ("uniform" is pykan's grid, "uniform-span" equal steps elsewhere).
+GRID_KINDS = ("uniform", "uniform-span", "uniform-span", "jitter", "random", "random",
+              "clustered", "duplicates", "duplicates", "flat")
 TORCH_DTYPE = {np.float64: torch.float64, np.float32: torch.float32}
+RTOL = {np.float64: FUZZ_RTOL[torch.float64], np.float32: FUZZ_RTOL[torch.float32]}
 
 
 def fuzz(max_examples: int):
@@ -132,60 +133,6 @@ class Problem:
                 f"out={self.out_dim} n_knots={self.n_knots} k={self.k} grid={self.grid_kind}")
 
 
-def _knots(rng, kind: str, in_dim: int, n_knots: int, k: int, scale: float) -> np.ndarray:
-    """Sorted float64 knots [in, n_knots] (possibly repeated or all equal)."""
-    if n_knots < 2:
-        return np.full((in_dim, max(n_knots, 0)), rng.uniform(-1, 1) * scale)
-    if kind == "pykan":
-        # pykan's own initial grid (G = n_knots - 2k - 1 intervals over [-1, 1]), the
-        # kernels' exactly-uniform fast path.
-        num = n_knots - 2 * k - 1
-        if num >= 1:
-            return uniform_grid(in_dim, num, k, (-scale, scale), dtype=torch.float64).numpy().copy()
-        kind = "uniform"
-    if kind in ("uniform", "jitter"):
-        steps = np.ones((in_dim, n_knots - 1))
-        if kind == "jitter":  # uniform to 1e-9: the find_span hint, the general recursion
-            steps += rng.uniform(-1e-9, 1e-9, steps.shape)
-    elif kind == "random":
-        steps = 0.05 + rng.random((in_dim, n_knots - 1))
-    elif kind == "clustered":  # spacings over six decades
-        steps = 10.0 ** rng.uniform(-6, 0, (in_dim, n_knots - 1))
-    elif kind == "duplicates":
-        steps = 0.05 + rng.random((in_dim, n_knots - 1))
-        steps[rng.random(steps.shape) < rng.uniform(0.05, 0.5)] = 0.0
-        steps[:, -1] += 1e-3  # at least one non-zero step
-    elif kind == "flat":
-        steps = np.zeros((in_dim, n_knots - 1))
-    else:
-        raise ValueError(kind)
-    knots = np.concatenate([np.zeros((in_dim, 1)), np.cumsum(steps, axis=1)], axis=1)
-    total = knots[:, -1:]
-    knots = np.divide(knots, total, out=np.zeros_like(knots), where=total > 0)
-    lo = rng.uniform(-2.0, 1.0, (in_dim, 1))
-    width = rng.uniform(0.5, 4.0, (in_dim, 1))
-    return (lo + width * knots) * scale
-
-
-def _samples(rng, grid: np.ndarray, batch: int, dtype, scale: float, p_special: float):
-    """x [B, in] in ``dtype``: most inside the knot span, some on and next to knots,
-    some outside, a fraction ``p_special`` from SPECIALS."""
-    in_dim, nk = grid.shape
-    if in_dim == 0 or batch == 0 or nk == 0:
-        return np.zeros((batch, in_dim), dtype)
-    lo, hi = grid[:, 0].astype(np.float64), grid[:, -1].astype(np.float64)
-    width = np.where(hi > lo, hi - lo, scale)
-    x = (lo + rng.uniform(-0.3, 1.3, (batch, in_dim)) * width).astype(dtype)
-    pick = rng.random((batch, in_dim))
-    knot = grid[np.arange(in_dim)[None, :], rng.integers(0, nk, (batch, in_dim))]
-    side = np.where(rng.random((batch, in_dim)) < 0.5, np.inf, -np.inf).astype(dtype)
-    x = np.where(pick < 0.15, knot, x)
-    x = np.where((pick >= 0.15) & (pick < 0.25), np.nextafter(knot, side), x)
-    special = rng.random((batch, in_dim)) < p_special
-    values = np.array(SPECIALS)[rng.integers(0, len(SPECIALS), (batch, in_dim))].astype(dtype)
-    return np.where(special, values, x).astype(dtype)
-
-
 @st.composite
 def problems(draw, dtypes=(np.float64, np.float32), ks=None, gs=None, profile=None,
              specials=True, scales=(1.0, 1.0, 1e-3, 1e3, 1e-12, 1e12)):
@@ -221,26 +168,11 @@ def problems(draw, dtypes=(np.float64, np.float32), ks=None, gs=None, profile=No
     mask_kind = draw(st.sampled_from(("ones", "binary", "float")))
     seed = draw(st.integers(0, 2**32 - 1))
 
-    rng = np.random.default_rng(seed)
-    n_knots = num + 2 * k + 1
-    n_basis = n_knots - k - 1
-    with np.errstate(all="ignore"):
-        grid = _knots(rng, kind, in_dim, n_knots, k, scale).astype(dtype)
-        x = _samples(rng, grid, batch, dtype, scale, p_special)
-    if mask_kind == "ones":
-        mask = np.ones((in_dim, out_dim))
-    elif mask_kind == "binary":
-        mask = (rng.random((in_dim, out_dim)) > 0.25).astype(np.float64)
-    else:
-        mask = rng.uniform(-1, 1, (in_dim, out_dim))
-    return Problem(
-        dtype=dtype, k=k, grid_kind=kind, x=x, grid=grid,
-        coef=rng.standard_normal((in_dim, out_dim, max(n_basis, 0))).astype(dtype),
-        scale_base=rng.standard_normal((in_dim, out_dim)).astype(dtype),
-        scale_sp=rng.standard_normal((in_dim, out_dim)).astype(dtype),
-        mask=mask.astype(dtype),
-        dy=rng.standard_normal((batch, out_dim)).astype(dtype),
-    )
+    case = make_case(batch, in_dim, out_dim, num, k, TORCH_DTYPE[dtype], kind, seed,
+                     outside=0.3, on_knots=0.15, next_to_knots=0.1, specials=p_special,
+                     pin=False, scale=scale, mask=mask_kind)
+    arrays = {n: t.numpy() for n, t in case.items()}
+    return Problem(dtype=dtype, k=k, grid_kind=kind, **arrays)
 
 
 # ---- comparison ----------------------------------------------------------------------
@@ -248,45 +180,6 @@ def problems(draw, dtypes=(np.float64, np.float32), ks=None, gs=None, profile=No
 
 def _where(mask: torch.Tensor):
     return torch.nonzero(mask)[0].tolist()
-
-
-def check_close(name: str, got: torch.Tensor, want: torch.Tensor, rtol: float,
-                low: torch.Tensor | None = None, groups: torch.Tensor | None = None,
-                skip: torch.Tensor | None = None) -> None:
-    """``got`` against the float64 expectation ``want``: NaN and +-inf at the same places,
-    finite entries within ``rtol`` times the largest |want| of their group (or, with
-    ``low`` -- the same reference evaluated in got's dtype -- within twice that
-    reference's own error, whichever is larger). ``skip``: entries not compared."""
-    assert got is not None, f"{name}: no result"
-    assert tuple(got.shape) == tuple(want.shape), f"{name}: shape {list(got.shape)} != {list(want.shape)}"
-    g, w = got.detach().double(), want.detach().double()
-    keep = torch.ones_like(w, dtype=torch.bool) if skip is None else ~skip
-    bad = (torch.isnan(g) != torch.isnan(w)) & keep
-    assert not bad.any(), (f"{name}: NaN pattern differs at {_where(bad)}: got "
-                           f"{g[bad][0].item()!r}, reference {w[bad][0].item()!r}")
-    bad = ((torch.isinf(g) | torch.isinf(w)) & (g != w)) & keep
-    assert not bad.any(), (f"{name}: inf pattern differs at {_where(bad)}: got "
-                           f"{g[bad][0].item()!r}, reference {w[bad][0].item()!r}")
-    fin = torch.isfinite(w) & keep
-    if groups is None:
-        groups = torch.zeros_like(w, dtype=torch.long)
-    for gid in torch.unique(groups[fin]).tolist():
-        sel = fin & (groups == gid)
-        scale = w[sel].abs().max().item()
-        err = (g[sel] - w[sel]).abs().max().item()
-        bound = rtol * scale
-        if low is not None:
-            lo = low.detach().double()
-            both = sel & torch.isfinite(lo)
-            if both.any():
-                bound = max(bound, 2 * (lo[both] - w[both]).abs().max().item())
-        if err > bound:
-            diff = torch.where(sel, (g - w).abs(), torch.zeros_like(w))
-            at = _where(diff == err)
-            raise AssertionError(
-                f"{name}: max abs error {err:.3e} > bound {bound:.3e} (rtol {rtol:.0e} x "
-                f"max|ref| {scale:.3e}) at {at}: got {g[tuple(at)].item()!r}, reference "
-                f"{w[tuple(at)].item()!r}")
 
 
 def _k1_nonfinite(k: int, finite_x: torch.Tensor) -> torch.Tensor:
@@ -310,9 +203,7 @@ def _input_groups(huge: np.ndarray, shape) -> torch.Tensor:
 
 # ---- the functional entry point ------------------------------------------------------
 
-LEAVES = ("x", "coef", "scale_base", "scale_sp", "mask")
 BASE_FUNS = ("silu", "silu", "identity", "zero", "tanh")
-BASE_CALLABLES = {"tanh": torch.tanh}
 
 
 def _strided(t: torch.Tensor, kind: str) -> torch.Tensor:
@@ -340,32 +231,10 @@ def _layer_inputs(p: Problem, torch_dtype, layouts: dict) -> dict:
     return out
 
 
-def run_layer(inputs: dict, k, base_fun, backend: str, grad_of, dy: torch.Tensor | None):
-    """kan_layer's y and the gradients of the ``grad_of`` leaves (autograd.grad)."""
-    leaves = {n: (t.detach().requires_grad_(n in grad_of) if n in LEAVES else t)
-              for n, t in inputs.items()}
-    bf = BASE_CALLABLES.get(base_fun, base_fun)
-    if not grad_of:
-        with torch.no_grad():
-            y = pf.functional.kan_layer(leaves["x"], leaves["grid"], leaves["coef"],
-                                        leaves["scale_base"], leaves["scale_sp"],
-                                        leaves["mask"], k, bf, backend)
-        return {"y": y}
-    y = pf.functional.kan_layer(leaves["x"], leaves["grid"], leaves["coef"],
-                                leaves["scale_base"], leaves["scale_sp"], leaves["mask"], k,
-                                bf, backend)
-    grads = torch.autograd.grad(y, [leaves[n] for n in grad_of], dy.to(y.dtype),
-                                allow_unused=True)
-    result = {"y": y.detach()}
-    for n, g in zip(grad_of, grads):
-        result[n] = torch.zeros_like(leaves[n]) if g is None else g
-    return result
-
-
 def _base_only_grad_x(inputs64: dict, base_fun, dy64: torch.Tensor) -> torch.Tensor:
     """dL/dx of the base-function term alone (the whole dL/dx where every basis is 0)."""
     x = inputs64["x"].detach().clone().requires_grad_()
-    base = resolve_base_fun(BASE_CALLABLES.get(base_fun, base_fun))(x)
+    base = resolve_base_fun(base_function(base_fun))(x)
     y = (base[:, :, None] * (inputs64["scale_base"] * inputs64["mask"])[None]).sum(1)
     (g,) = torch.autograd.grad(y, x, dy64, allow_unused=True)
     return torch.zeros_like(x) if g is None else g
@@ -377,35 +246,36 @@ def compare_layer(p: Problem, base_fun, grad_of, layouts: dict) -> dict:
     torch_dtype = TORCH_DTYPE[p.dtype]
     inputs = _layer_inputs(p, torch_dtype, layouts)
     dy = torch.from_numpy(p.dy).to(torch_dtype)
-    got = run_layer(inputs, p.k, base_fun, "cpu", grad_of, dy)
+    got = run_layer(inputs, "cpu", p.k, base_fun, grad_of=grad_of, dy=dy)
     inputs64 = {n: t.double() for n, t in inputs.items()}
-    want = run_layer(inputs64, p.k, base_fun, "torch", grad_of, dy.double())
+    want = run_layer(inputs64, "torch", p.k, base_fun, grad_of=grad_of, dy=dy.double())
     low = None
     if torch_dtype != torch.float64:
-        low = run_layer(inputs, p.k, base_fun, "torch", grad_of, dy)
+        low = run_layer(inputs, "torch", p.k, base_fun, grad_of=grad_of, dy=dy)
     rtol = RTOL[p.dtype]
     x_values = inputs["x"].detach().numpy()  # after the layout (an expanded x repeats row 0)
     view = Problem(p.dtype, p.k, p.grid_kind, x_values, p.grid, p.coef, p.scale_base,
                    p.scale_sp, p.mask, p.dy)
     huge = view.huge()
-    for name, g in got.items():
-        assert g.dtype == torch_dtype, f"{name}: dtype {g.dtype}, expected {torch_dtype}"
-    check_close("y", got["y"], want["y"], rtol, low and low["y"],
-                _row_groups(huge, got["y"].shape))
+    # Each result in the problem's dtype, against the float64 reference.
+    close = dict(dtype=torch_dtype)
+    assert_close(got["y"], want["y"], rtol, "y", low=low and low["y"],
+                 groups=_row_groups(huge, got["y"].shape), **close)
     if "x" in grad_of:
         expected = want["x"].clone()
         outside = torch.from_numpy(view.outside())
         expected[outside] = _base_only_grad_x(inputs64, base_fun, dy.double())[outside]
         dup = torch.from_numpy(view.dup_inputs())[None, :].expand_as(expected)
         finite_x = torch.from_numpy(np.isfinite(x_values))
-        check_close("grad x", got["x"], expected, rtol, low and low["x"],
-                    skip=dup | _k1_nonfinite(p.k, finite_x))
+        assert_close(got["x"], expected, rtol, "grad x", low=low and low["x"],
+                     skip=dup | _k1_nonfinite(p.k, finite_x), **close)
         # Inputs with repeated knots: the analytic derivative, finite at finite x.
         assert torch.isfinite(got["x"][dup & finite_x]).all(), "grad x: non-finite at a finite x"
     for name in ("coef", "scale_base", "scale_sp", "mask"):
         if name in grad_of:
-            check_close(f"grad {name}", got[name], want[name], rtol, low and low[name],
-                        _input_groups(huge, got[name].shape))
+            assert_close(got[name], want[name], rtol, f"grad {name}",
+                         low=low and low[name], groups=_input_groups(huge, got[name].shape),
+                         **close)
     return got
 
 
@@ -448,9 +318,9 @@ def test_kan_layer_half_precision(p, half, base_fun, grad_of):
     note(p.describe())
     inputs = _layer_inputs(p, half, {})
     dy = torch.from_numpy(p.dy).to(half)
-    got = run_layer(inputs, p.k, base_fun, "cpu", grad_of, dy)
+    got = run_layer(inputs, "cpu", p.k, base_fun, grad_of=grad_of, dy=dy)
     inputs32 = {n: t.float() for n, t in inputs.items()}
-    ref32 = run_layer(inputs32, p.k, base_fun, "cpu", grad_of, dy.float())
+    ref32 = run_layer(inputs32, "cpu", p.k, base_fun, grad_of=grad_of, dy=dy.float())
     for name, g in got.items():
         assert g.dtype == half, f"{name}: dtype {g.dtype}"
         assert torch.equal(torch.isnan(g), torch.isnan(ref32[name].to(half))), name
@@ -569,7 +439,7 @@ def test_kan_layer_rejects_or_matches(p, mutations, base_fun, seed):
     note(p.describe())
     rng = np.random.default_rng(seed)
     args = dict(_layer_inputs(p, torch.float64, {}), k=p.k,
-                base_fun=BASE_CALLABLES.get(base_fun, base_fun))
+                base_fun=base_function(base_fun))
     for m in mutations:
         _mutate_layer(args, m, rng)
     valid = layer_args_valid(args)
@@ -765,7 +635,8 @@ def run_and_check_raw(p: Problem, call: RawCall, other_threads: bool = True) -> 
             finite_x = torch.from_numpy(np.isfinite(p.x))
             assert torch.isfinite(got[dup & finite_x]).all(), "grad_x: non-finite at a finite x"
             skip = dup | _k1_nonfinite(p.k, finite_x)
-        check_close(n, got, want[n], rtol, None if low is None else low[n], groups, skip)
+        assert_close(got, want[n], rtol, n, low=None if low is None else low[n],
+                     groups=groups, skip=skip, dtype=TORCH_DTYPE[p.dtype])
     if other_threads:
         again = RawCall({**a, "threads": 3 - a["threads"] if a["threads"] in (1, 2) else 1},
                         call.backward)

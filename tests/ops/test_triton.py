@@ -134,8 +134,8 @@ class TestInterpreter:
         params = triton_case(3, 2, 2, 3, 3, "uniform")
         sw = params["coef"].transpose(1, 2).contiguous()
         with pytest.raises(ValueError, match="path"):
-            triton_layer.kan_forward(params["x"], params["grid"], sw, params["scale_base"], 3, 1,
-                                   path="sparse")
+            triton_layer.kan_forward(params["x"], params["grid"], sw, params["scale_base"], 3,
+                                     1, path="sparse")
 
     def test_weight_gradient_uses_batch_chunks(self):
         # The parity cases above rely on this: B33 and B17 are reduced in > 1 chunk.
