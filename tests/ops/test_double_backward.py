@@ -13,7 +13,7 @@ from pykan_fast.ops import autograd as ops
 from pykan_fast.ops.functional import fold_weights, kan_layer
 from pykan_fast.experiments.pde import laplacian
 from pykan_fast.ops.reference import b_batch
-from support import RTOL, assert_close, knots_as_samples, make_case, run_layer
+from support import RTOL, assert_close, knots_as_samples, make_case
 
 CASES = [  # (batch, in, out, G, k, grid kind)
     (5, 3, 2, 4, 3, "uniform"),
