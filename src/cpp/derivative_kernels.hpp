@@ -6,7 +6,8 @@
 //   backward: T_d[b, i]     = sum_o dy[b, o] sum_j W[i, j, o] B^(d)_j(x[b, i])
 //             T_d+1[b, i]   = the same with B^(d+1)
 //             dW[i, j, o]   = sum_b s[b, i] B^(d)_j(x[b, i]) dy[b, o]
-// Not the hot path: one portable build, plain loops the compiler vectorises over `out`.
+// Implemented per instruction set (derivative_tile_kernels.hpp, included by kernels_isa.cpp;
+// dispatch.cpp picks the build): SIMD tiles of samples, as the layer kernels.
 #pragma once
 
 #include <cstdint>

@@ -2,6 +2,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "derivative_kernels.hpp"
 #include "kan_problem.hpp"
 
 namespace pykan {
@@ -16,6 +17,19 @@ namespace pykan {
                                        float*, float*);                               \
   extern template void backward<double>(const KanProblem<double>&, const double*,     \
                                         double*, double*, double*);                   \
+  template <typename T> void derivative_forward(const DerivativeProblem<T>&, T*);     \
+  template <typename T>                                                               \
+  void derivative_backward(const DerivativeProblem<T>&, const T*, T*, T*, T*);        \
+  extern template void derivative_forward<float>(const DerivativeProblem<float>&,     \
+                                                 float*);                             \
+  extern template void derivative_forward<double>(const DerivativeProblem<double>&,   \
+                                                  double*);                           \
+  extern template void derivative_backward<float>(const DerivativeProblem<float>&,    \
+                                                  const float*, float*, float*,       \
+                                                  float*);                            \
+  extern template void derivative_backward<double>(const DerivativeProblem<double>&,  \
+                                                   const double*, double*, double*,   \
+                                                   double*);                          \
   }
 
 PYKAN_DECLARE_ISA(generic)
@@ -74,6 +88,29 @@ void kan_backward(const KanProblem<T>& p, const T* dy, T* dx, T* gw, T* gb) {
   }
 }
 
+template <typename T>
+void spline_derivative_forward(const DerivativeProblem<T>& p, T* y) {
+  switch (active()) {
+#ifdef PYKAN_HAVE_X86_ISAS
+    case Isa::kAvx512: return avx512::derivative_forward<T>(p, y);
+    case Isa::kAvx2: return avx2::derivative_forward<T>(p, y);
+#endif
+    default: return generic::derivative_forward<T>(p, y);
+  }
+}
+
+template <typename T>
+void spline_derivative_backward(const DerivativeProblem<T>& p, const T* grad_y, T* t0, T* t1,
+                                T* grad_weight) {
+  switch (active()) {
+#ifdef PYKAN_HAVE_X86_ISAS
+    case Isa::kAvx512: return avx512::derivative_backward<T>(p, grad_y, t0, t1, grad_weight);
+    case Isa::kAvx2: return avx2::derivative_backward<T>(p, grad_y, t0, t1, grad_weight);
+#endif
+    default: return generic::derivative_backward<T>(p, grad_y, t0, t1, grad_weight);
+  }
+}
+
 const char* active_isa() {
   switch (active()) {
     case Isa::kAvx512: return "avx512";
@@ -88,5 +125,11 @@ template void kan_backward<float>(const KanProblem<float>&, const float*, float*
                                   float*);
 template void kan_backward<double>(const KanProblem<double>&, const double*, double*,
                                    double*, double*);
+template void spline_derivative_forward<float>(const DerivativeProblem<float>&, float*);
+template void spline_derivative_forward<double>(const DerivativeProblem<double>&, double*);
+template void spline_derivative_backward<float>(const DerivativeProblem<float>&, const float*,
+                                                float*, float*, float*);
+template void spline_derivative_backward<double>(const DerivativeProblem<double>&,
+                                                 const double*, double*, double*, double*);
 
 }  // namespace pykan

@@ -6,6 +6,7 @@
 
 #include <omp.h>
 
+#include "derivative_kernels.hpp"
 #include "kan_problem.hpp"
 
 #ifndef PYKAN_ISA
@@ -22,12 +23,19 @@ namespace PYKAN_ISA {
 #include "row_passes.hpp"
 #include "forward_kernels.hpp"
 #include "backward_kernels.hpp"
+#include "derivative_tile_kernels.hpp"
 
 template void forward<float>(const KanProblem<float>&, float*);
 template void forward<double>(const KanProblem<double>&, double*);
 template void backward<float>(const KanProblem<float>&, const float*, float*, float*, float*);
 template void backward<double>(const KanProblem<double>&, const double*, double*, double*,
                                double*);
+template void derivative_forward<float>(const DerivativeProblem<float>&, float*);
+template void derivative_forward<double>(const DerivativeProblem<double>&, double*);
+template void derivative_backward<float>(const DerivativeProblem<float>&, const float*, float*,
+                                         float*, float*);
+template void derivative_backward<double>(const DerivativeProblem<double>&, const double*,
+                                          double*, double*, double*);
 
 }  // namespace PYKAN_ISA
 }  // namespace pykan

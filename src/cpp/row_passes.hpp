@@ -3,6 +3,13 @@
 // kernels_isa.cpp, inside namespace pykan::<isa>, after simd.hpp.
 #pragma once
 
+// y[o] += a * w[o] for o in [0, n): one row (the derivative kernels' small layers).
+template <typename T>
+PYKAN_INLINE void axpy(T* y, T a, const T* w, int64_t n) {
+#pragma omp simd
+  for (int64_t o = 0; o < n; ++o) y[o] += a * w[o];
+}
+
 // yr[o] += sum_r coef[r] * row[r][o] for o in [o0, o1): the yr values are held in
 // registers (four vectors at a time) over all rows.
 template <typename T>

@@ -1,6 +1,6 @@
 // Local B-spline bases of one sample: only the k+1 that are non-zero at x, by the scalar
 // instantiation of cox_de_boor.hpp over the knot vector and its table.  Included inside
-// one namespace per instruction set (kernels_isa.cpp) and in derivative_kernels.cpp.
+// one namespace per instruction set (kernels_isa.cpp).
 #pragma once
 
 #include "cox_de_boor.hpp"
@@ -19,21 +19,4 @@ inline void local_basis(T x, const T* t, int64_t n_knots, const T* inv_i, int64_
     bases_at<K, true>(kn, x, k, N, dN);
   else
     bases_at<K, false>(kn, x, k, N, static_cast<T*>(nullptr));
-}
-
-// d-th derivatives of the order-k bases at x in span s: D[r] = B^(d)_{k, s-k+r}(x),
-// r = 0..k (zero when d > k).
-template <typename T>
-inline void local_basis_derivative(T x, const T* t, int64_t n_knots, const T* inv_i,
-                                   int64_t s, int k, int d, T* D) {
-  derivative_bases_at(TableKnots<T>{t, n_knots, inv_i, s, k}, x, k, d, D,
-                      static_cast<T*>(nullptr));
-}
-
-// D0 = the d-th and D1 = the (d+1)-th derivatives (as local_basis_derivative, the same
-// operations), sharing the value recursion up to order k-d-1.
-template <typename T>
-inline void local_basis_derivative_pair(T x, const T* t, int64_t n_knots, const T* inv_i,
-                                        int64_t s, int k, int d, T* D0, T* D1) {
-  derivative_bases_at(TableKnots<T>{t, n_knots, inv_i, s, k}, x, k, d, D0, D1);
 }
