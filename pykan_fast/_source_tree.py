@@ -3,8 +3,10 @@
 ``python -m pykan_fast`` (or ``python`` started) in the repository root puts the source
 folder ``pykan_fast/`` first on ``sys.path``, ahead of the copy ``pip install .`` put in
 site-packages with the compiled ``_C`` and the Triton kernels (``src/triton`` installed as
-``pykan_fast.triton``). The source folder has neither, so this package points its
-submodule search at the installed copy instead: the same code, with its extension.
+``pykan_fast.triton``). The source folder has neither, so this package adds the installed
+copy to its submodule search, after the source folder: the source's Python modules (so a
+developer's edits take effect without a reinstall), the installed extension and Triton
+kernels.
 """
 
 from __future__ import annotations
@@ -42,5 +44,5 @@ def redirect_to_installed_copy(namespace: dict) -> None:
         return  # an editable install: its import hook maps the extension
     installed = _installed_package_dir()
     if installed is not None and installed.resolve() != here:
-        namespace["__path__"][:] = [str(installed)]
+        namespace["__path__"].append(str(installed))
     # else: _compiled raises an ImportError that says what to build.

@@ -92,13 +92,17 @@ def test_package_imports_from_the_repository_root():
     """The README's commands run from the repository root, where the source folder
     pykan_fast/ (without the compiled _C) comes first on sys.path: it must still find the
     extension (an editable install's hook, or the copy `pip install .` put in
-    site-packages)."""
+    site-packages), and its Python modules are the checkout's own, so an edit takes effect
+    without a reinstall."""
     code = ("import pykan_fast, pykan_fast._C, pykan_fast.triton, pykan_fast.functional; "
+            "import pykan_fast.nn.model as m; print(m.__file__); "
             "print(pykan_fast.KANLayer(3, 2)(__import__('torch').zeros(4, 3)).shape)")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "torch.Size([4, 2])" in done.stdout
+    module_file = Path(done.stdout.splitlines()[0]).resolve()
+    assert module_file == (REPO / "pykan_fast" / "nn" / "model.py").resolve(), module_file
     help_text = subprocess.run([sys.executable, "-m", "pykan_fast", "demo", "--help"], cwd=REPO,
                                capture_output=True, text=True, timeout=300)
     assert help_text.returncode == 0, help_text.stderr
