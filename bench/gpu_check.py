@@ -7,7 +7,7 @@ bfloat16; forward and forward+backward (grads of x and of every weight). Provide
 - ``dense-basis``: all G+k bases by ``reference.b_batch``, then one
   ``[B, in*(G+k)] @ [in*(G+k), out]`` matmul plus the SiLU term (torch's own kernels);
 - ``gemm``: a dense GEMM doing the layer's useful multiply-adds,
-  ``[B, in*(k+2)] @ [in*(k+2), out]`` (DESIGN.md section 4's speed bar).
+  ``[B, in*(k+2)] @ [in*(k+2), out]`` (the speed floor the kernels are measured against).
 Times are CUDA-event medians after warm-up (compilation is not timed); memory is the peak
 ``torch.cuda.max_memory_allocated`` above what was allocated before the call. float32 runs
 with TF32 off, as bench/test_bench_gpu.py. Error: on the first 2048 rows, max |y - y64| /

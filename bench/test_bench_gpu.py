@@ -10,7 +10,7 @@ Providers:
   ``[B, in*(G+k)] @ [in*(G+k), out]`` matmul (plus the SiLU term as a second matmul);
 - ``inkan``: ``inkan.KANLayer`` (cubic only), if installed;
 - ``gemm``: a dense GEMM doing the layer's useful multiply-adds,
-  ``[B, in*(k+2)] @ [in*(k+2), out]`` (the speed bar of DESIGN.md section 4).
+  ``[B, in*(k+2)] @ [in*(k+2), out]`` (the speed floor the kernels are measured against).
 
 Every timed call ends with ``torch.cuda.synchronize()``; warm-up rounds keep Triton and
 torch.compile compilation out of the timings; ``extra_info`` records the peak memory
