@@ -304,12 +304,23 @@ class MultKAN(_NativeKAN):
         ``folder=None`` skips them. The diagram itself is saved only to ``path=``."""
         from ..tools.plot import save_edge_images
 
+        in_vars = self._kept_input_names(in_vars)
         fig = super().plot(folder=None, beta=beta, metric=metric, scale=scale, tick=tick,
                            sample=sample, in_vars=in_vars, out_vars=out_vars, title=title,
                            varscale=varscale, **kwargs)
         if folder is not None:
             save_edge_images(self, folder, tick=tick, sample=sample, scale=scale)
         return _show_on_pyplot(fig)
+
+    def _kept_input_names(self, in_vars):
+        """After ``prune_input`` (``input_id`` set), names given for all the original
+        inputs label the kept ones, ``in_vars[input_id[i]]``. pykan labels them with the
+        first ``width_in[0]`` names, wrong when an input before the last was pruned
+        (README, differences)."""
+        if in_vars is None or self.input_id is None or len(in_vars) == self.width_in[0]:
+            return in_vars
+        ids = [int(i) for i in self.input_id]
+        return [in_vars[i] for i in ids] if len(in_vars) > max(ids) else in_vars
 
 
 KAN = MultKAN

@@ -101,3 +101,23 @@ def test_fit_prune_match_pykan(multkan, float64_default):
     mine, theirs = mine.prune(edge_th=0.05), theirs.prune(edge_th=0.05)
     assert mine.width == theirs.width
     _same_state(mine, theirs, rtol=1e-8)
+
+
+def test_plot_names_the_inputs_prune_input_kept(tmp_path):
+    """in_vars for every original input: after prune_input the diagram labels the kept
+    inputs with their own names (pykan takes the first names, and needs no error)."""
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    model = MultKAN(width=[3, 2, 1], grid=3, seed=0, dtype=torch.float64)
+    x = torch.rand(50, 3, dtype=torch.float64) * 2 - 1
+    model(x)
+    pruned = model.prune_input(active_inputs=[0, 2])
+    pruned(x)
+    fig = pruned.plot(folder=None, in_vars=["a", "b", "c"])
+    texts = {t.get_text() for t in fig.findobj(matplotlib.text.Text)}
+    assert {"a", "c"} <= texts and "b" not in texts
+    with pytest.raises(ValueError, match="in_vars"):
+        pruned.plot(folder=None, in_vars=["a"])
+
