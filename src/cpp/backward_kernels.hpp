@@ -25,7 +25,7 @@ void backward_tile_input(const KanProblem<T>& p, int64_t i, const TileBasis<T>& 
                          const T* dy0, T* dx_col, T* gw_i, T* gb_i, const T* zero_row,
                          T* scratch_row) {
   constexpr int R = K + 1 + (kSilu ? 1 : 0);
-  constexpr int kGroup = R <= 6 ? 4 : 3;  // M*R accumulators must fit the registers
+  constexpr int kGroup = backward_span_group<R>();
   const int k = K;
   const int64_t out = p.out, nb = p.n_knots - k - 1;
   const T* wi = p.spline_weight + i * nb * out;
@@ -70,7 +70,7 @@ void backward_tile_input(const KanProblem<T>& p, int64_t i, const TileBasis<T>& 
         sample_scales<T, K, kSilu>(tb, at + q + g, b, k, nb, scale + g * R, dscale + g * R);
       }
       if (m == kGroup) group_rows<T, R, kGroup, kUpdate>(dyr, out, w, gw, scale, dots);
-      else if (m == 2) group_rows<T, R, 2, kUpdate>(dyr, out, w, gw, scale, dots);
+      else if (kGroup > 2 && m == 2) group_rows<T, R, 2, kUpdate>(dyr, out, w, gw, scale, dots);
       else group_rows<T, R, 1, kUpdate>(dyr, out, w, gw, scale, dots);
       if (dx_col) {
         for (int g = 0; g < m; ++g) {

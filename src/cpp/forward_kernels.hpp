@@ -90,7 +90,7 @@ template <typename T, int K, bool kSilu>
 void forward_tile_input(const KanProblem<T>& p, int64_t i, const TileBasis<T>& tb, int n,
                         T* y0, const T* zero_row) {
   constexpr int R = K + 1 + (kSilu ? 1 : 0);
-  constexpr int kGroup = 4;
+  constexpr int kGroup = forward_span_group<R>();
   const int64_t out = p.out, nb = p.n_knots - K - 1;
   const T* wi = p.spline_weight + i * nb * out;
   const T* wb = p.base_weight + i * out;
@@ -127,7 +127,7 @@ void forward_tile_input(const KanProblem<T>& p, int64_t i, const TileBasis<T>& t
         if (kSilu) c[g * R + K + 1] = base_value(tb, b);
       }
       if (m == kGroup) group_axpy<T, R, kGroup>(yr, out, w, c);
-      else if (m == 2) group_axpy<T, R, 2>(yr, out, w, c);
+      else if (kGroup > 2 && m == 2) group_axpy<T, R, 2>(yr, out, w, c);
       else group_axpy<T, R, 1>(yr, out, w, c);
       q += m;
     }
