@@ -68,7 +68,8 @@ PYKAN_INLINE void group_axpy(T* const* y, int64_t out, const T* const* w, const 
     V acc[M];
     for (int m = 0; m < M; ++m) acc[m] = W::load(y[m] + o);
     for (int r = 0; r < R; ++r) {
-      const V wv = W::load(w[r] + o);
+      V wv = W::load(w[r] + o);
+      in_register(wv);
       for (int m = 0; m < M; ++m) acc[m] += cv[m][r] * wv;
     }
     for (int m = 0; m < M; ++m) W::store(y[m] + o, acc[m]);
@@ -104,7 +105,8 @@ PYKAN_INLINE void group_rows(const T* const* dyr, int64_t out, const T* const* w
     V d[M];
     for (int m = 0; m < M; ++m) d[m] = W::load(dyr[m] + o);
     for (int r = 0; r < R; ++r) {
-      const V wv = W::load(w[r] + o);
+      V wv = W::load(w[r] + o);
+      in_register(wv);
       for (int m = 0; m < M; ++m) acc[m][r] += d[m] * wv;
       if (kUpdate) {
         V g = W::load(gw[r] + o);

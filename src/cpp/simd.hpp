@@ -78,6 +78,13 @@ struct Row {
   }
 };
 
+// Makes v live in a register: GCC otherwise folds a vector shared by M samples into M
+// memory operands, and the row passes are bound by loads, not multiply-adds.
+template <typename V>
+PYKAN_INLINE void in_register(V& v) {
+  asm("" : "+v"(v));
+}
+
 // The most samples of one knot span a row pass takes at once: kPerSample registers per
 // sample (coefficients or accumulators, one per row) plus kFixed shared ones must fit.
 constexpr int span_group(int per_sample, int fixed) {

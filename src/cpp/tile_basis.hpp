@@ -56,23 +56,25 @@ struct TileBasis {
   int count[kMaxSortedKnots + 2];  // sort_by_span's scratch
   T N[kMaxOrder + 1][kTile];
   T dN[kMaxOrder + 1][kTile];
-  const T* base_values;  // this tile's column of the caller's base(x), or null
-  const T* base_grads;   // and of base'(x); stride: the problem's `in`
-  int64_t base_stride;
+  // The caller's base(x) and base'(x) for x[b], copied in sample order with x (read in
+  // span order, the strided originals missed the cache on most samples).
+  T base_values[kTile];
+  T base_grads[kTile];
+  bool has_base_values, has_base_grads;
 };
 
 // base(x) of sample b: the caller's precomputed value when given (torch's vectorised
 // SiLU), else SiLU computed here; base_and_grad adds base'(x).
 template <typename T>
 PYKAN_INLINE T base_value(const TileBasis<T>& tb, int b) {
-  return tb.base_values ? tb.base_values[b * tb.base_stride] : silu(tb.x[b]);
+  return tb.has_base_values ? tb.base_values[b] : silu(tb.x[b]);
 }
 
 template <typename T>
 PYKAN_INLINE void base_and_grad(const TileBasis<T>& tb, int b, T* value, T* grad) {
-  if (tb.base_values) {
-    *value = tb.base_values[b * tb.base_stride];
-    *grad = tb.base_grads[b * tb.base_stride];
+  if (tb.has_base_values && tb.has_base_grads) {
+    *value = tb.base_values[b];
+    *grad = tb.base_grads[b];
   } else {
     silu_and_grad(tb.x[b], value, grad);
   }
@@ -103,21 +105,22 @@ PYKAN_INLINE void for_each_span_run(const int64_t* span,
   }
 }
 
-// bases_at for the m <= L samples order[q..q+m) of one span, one per vector lane, at
-// arg[order[q + l]] (x, or u for uniform knots; unused lanes run on pad), stored to
-// columns q..q+m of N and dN.
-template <typename T, int K, bool kDeriv, typename Kn>
+// bases_at for the m <= W::L samples order[q..q+m) of one span, one per lane of W's
+// vector (Vec<T>, or Row<T> for runs that fit one register), at arg[order[q + l]] (x, or
+// u for uniform knots; unused lanes run on pad), stored to columns q..q+m of N and dN.
+template <typename T, int K, bool kDeriv, typename W, typename Kn>
 PYKAN_INLINE void recursion_block(TileBasis<T>& tb, const T* arg, int q, int m, T pad, const Kn& kn) {
-  using V = typename Vec<T>::V;
-  constexpr int L = Vec<T>::L;
-  V x = vbroadcast(pad);
+  using V = typename W::V;
+  using U = typename W::U;
+  constexpr int L = W::L;
+  V x = V{} + pad;
   for (int l = 0; l < m; ++l) x[l] = arg[tb.order[q + l]];
   V N[K + 1], dN[K + 1];
   bases_at<K, kDeriv>(kn, x, K, N, dN);
   if (m == L) {
     for (int r = 0; r <= K; ++r) {
-      vstore(&tb.N[r][q], N[r]);
-      if (kDeriv) vstore(&tb.dN[r][q], dN[r]);
+      *reinterpret_cast<U*>(&tb.N[r][q]) = N[r];
+      if (kDeriv) *reinterpret_cast<U*>(&tb.dN[r][q]) = dN[r];
     }
     return;
   }
@@ -126,6 +129,21 @@ PYKAN_INLINE void recursion_block(TileBasis<T>& tb, const T* arg, int q, int m, 
       tb.N[r][q + l] = N[r][l];
       if (kDeriv) tb.dN[r][q + l] = dN[r][l];
     }
+}
+
+// recursion_block over the run order[at..at+run): full vectors, then the rest in one
+// register when it fits (short runs: many knot spans per tile).
+template <typename T, int K, bool kDeriv, typename Kn>
+PYKAN_INLINE void recursion_run(TileBasis<T>& tb, const T* arg, int at, int run, T pad,
+                                const Kn& kn) {
+  int q = 0;
+  for (; q + Vec<T>::L <= run; q += Vec<T>::L)
+    recursion_block<T, K, kDeriv, Vec<T>>(tb, arg, at + q, Vec<T>::L, pad, kn);
+  if (q == run) return;
+  if (run - q <= Row<T>::L)
+    recursion_block<T, K, kDeriv, Row<T>>(tb, arg, at + q, run - q, pad, kn);
+  else
+    recursion_block<T, K, kDeriv, Vec<T>>(tb, arg, at + q, run - q, pad, kn);
 }
 
 // Knot vectors up to this long are searched by counting, in SIMD lanes, the knots <= x;
@@ -177,15 +195,12 @@ inline void tile_basis(TileBasis<T>& tb, int n, const T* t, int64_t nk, const T*
   if (exact_inv_h > T(0)) {
     for (int b = 0; b < n; ++b)
       tb.u[b] = tb.span[b] >= 0 ? (tb.x[b] - t[tb.span[b]]) * exact_inv_h : T(0);
+    // Span-independent: every block of L samples in span order is one vector recursion
+    // (GCC left the per-sample loop scalar).
     const UniformKnots<T> kn{exact_inv_h};
-#pragma omp simd
-    for (int q = 0; q < n; ++q) {
-      T N[K + 1], dN[K + 1];
-      bases_at<K, kDeriv>(kn, tb.u[tb.order[q]], K, N, dN);
-      for (int r = 0; r <= K; ++r) {
-        tb.N[r][q] = N[r];
-        if (kDeriv) tb.dN[r][q] = dN[r];
-      }
+    for (int q = 0; q < n; q += Vec<T>::L) {
+      const int m = n - q < Vec<T>::L ? n - q : Vec<T>::L;
+      recursion_block<T, K, kDeriv, Vec<T>>(tb, tb.u, q, m, T(0), kn);
     }
     return;
   }
@@ -193,16 +208,10 @@ inline void tile_basis(TileBasis<T>& tb, int n, const T* t, int64_t nk, const T*
     for_each_span_run(tb.span, tb.order, n, [&](int at, int run, int64_t s) PYKAN_LAMBDA_INLINE {
       if (s < 0) return;
       const T pad = t[s];  // inside the span
-      const auto blocks = [&](const auto& kn) PYKAN_LAMBDA_INLINE {
-        for (int q = 0; q < run; q += Vec<T>::L) {
-          const int m = run - q < Vec<T>::L ? run - q : Vec<T>::L;
-          recursion_block<T, K, kDeriv>(tb, tb.x, at + q, m, pad, kn);
-        }
-      };
       if (repeated)
-        blocks(RunKnots<T, K, true>(t, nk, inv_i, s));
+        recursion_run<T, K, kDeriv>(tb, tb.x, at, run, pad, RunKnots<T, K, true>(t, nk, inv_i, s));
       else
-        blocks(RunKnots<T, K, false>(t, nk, inv_i, s));
+        recursion_run<T, K, kDeriv>(tb, tb.x, at, run, pad, RunKnots<T, K, false>(t, nk, inv_i, s));
     });
     return;
   }
@@ -239,10 +248,14 @@ inline void tile_basis_runtime(TileBasis<T>& tb, int n, const T* t, int64_t nk,
 template <typename T, int K, bool kDeriv>
 inline void tile_bases_for_input(const KanProblem<T>& p, const KnotData<T>& knots,
                                  TileBasis<T>& tb, int64_t b0, int n, int64_t i) {
-  for (int b = 0; b < n; ++b) tb.x[b] = p.x[(b0 + b) * p.in + i];
-  tb.base_values = p.base_values ? p.base_values + b0 * p.in + i : nullptr;
-  tb.base_grads = p.base_grads ? p.base_grads + b0 * p.in + i : nullptr;
-  tb.base_stride = p.in;
+  const int64_t at = b0 * p.in + i;
+  for (int b = 0; b < n; ++b) tb.x[b] = p.x[at + b * p.in];
+  tb.has_base_values = p.base_values != nullptr;
+  tb.has_base_grads = p.base_grads != nullptr;
+  if (tb.has_base_values)
+    for (int b = 0; b < n; ++b) tb.base_values[b] = p.base_values[at + b * p.in];
+  if (tb.has_base_grads)
+    for (int b = 0; b < n; ++b) tb.base_grads[b] = p.base_grads[at + b * p.in];
   const T* t = p.grid + i * p.n_knots;
   if constexpr (K > 0)
     tile_basis<T, K, kDeriv>(tb, n, t, p.n_knots, knots.table.input(i), knots.inv_h[i],
