@@ -104,15 +104,19 @@ class _Layer:
         self.unit_mask, self.unit_affine = unit_mask, unit_affine
 
 
-def _layer_forward(layer: _Layer, h: torch.Tensor, p: dict, base_values=None):
+def _layer_forward(layer: _Layer, h: torch.Tensor, p: dict, base_values=None, design=None):
     """One layer of the stack: (its nodes, the tensors its backward reads, LAYER_SAVED
-    order). ``base_values``: SiLU of h when the caller has it."""
+    order). ``base_values``: SiLU of h when the caller has it. ``design``: h's
+    :class:`_Design`, computing the layer as a product instead of the kernels."""
     spline_weight, base_weight = fold_weights(p["coef"], p["scale_base"], p["scale_sp"],
                                               None if layer.unit_mask else layer.mask)
     h_in = h.contiguous()
     if base_values is None:
         base_values = cpu.silu(h_in)  # kept for the backward
-    z = cpu.forward(h_in, layer.grid, spline_weight, base_weight, layer.k, SILU, base_values)
+    if design is not None:
+        z = design.forward(spline_weight, base_weight)
+    else:
+        z = cpu.forward(h_in, layer.grid, spline_weight, base_weight, layer.k, SILU, base_values)
     if layer.unit_affine:  # 1 * z + 0: z (but for the sign of a zero)
         subnodes = h = z
     else:
@@ -122,10 +126,11 @@ def _layer_forward(layer: _Layer, h: torch.Tensor, p: dict, base_values=None):
 
 
 def _layer_backward(layer: _Layer, g: torch.Tensor, p: dict, s: dict, need: dict,
-                    need_x: bool, base_grads=None):
+                    need_x: bool, base_grads=None, design=None):
     """The gradients of one layer (dict by LAYER_PARAMS name, None where not needed) and
     of its input (None unless ``need_x``), given ``g``, the gradient of its nodes.
-    ``base_grads``: SiLU' of its input when the caller has it."""
+    ``base_grads``: SiLU' of its input when the caller has it. ``design``: as in
+    :func:`_layer_forward` (then no input gradient)."""
     grad = dict.fromkeys(LAYER_PARAMS)
     if not layer.unit_affine:
         # nodes = node_scale * subnodes + node_bias, subnodes = subnode_scale * z + subnode_bias
@@ -142,9 +147,14 @@ def _layer_backward(layer: _Layer, g: torch.Tensor, p: dict, s: dict, need: dict
     if need["symbolic_affine"]:  # the symbolic branch's zero term, as the per-layer path
         grad["symbolic_affine"] = torch.zeros_like(p["symbolic_affine"])
     want_spline = need["coef"] or need["scale_sp"]
-    gx, g_spline, g_base = cpu.backward(
-        s["h_in"], layer.grid, s["spline_weight"], s["base_weight"], g.contiguous(),
-        layer.k, SILU, need_x, want_spline, need["scale_base"], s["base_values"], base_grads)
+    if design is not None:
+        gx = None
+        g_spline, g_base = design.weight_grads(g, s["spline_weight"].shape)
+    else:
+        gx, g_spline, g_base = cpu.backward(
+            s["h_in"], layer.grid, s["spline_weight"], s["base_weight"], g.contiguous(),
+            layer.k, SILU, need_x, want_spline, need["scale_base"], s["base_values"],
+            base_grads)
     grad["coef"], grad["scale_base"], grad["scale_sp"] = fold_weights_backward(
         g_spline, g_base, p["coef"], p["scale_sp"], None if layer.unit_mask else layer.mask,
         need["coef"], need["scale_base"], need["scale_sp"])
@@ -188,6 +198,52 @@ class _KanStack(torch.autograd.Function):
         return (None, None, None, None, *grads)
 
 
+class _Design:
+    """The first layer of a :class:`LossEvaluator` as a matrix product. Its input is the
+    optimizer step's fixed batch, so its bases never change within the step: the design
+    matrix ``A = [SiLU(x) | B(x)]`` `[batch, in (1 + G + k)]` (every basis of every
+    input, zeros included) is built once, and each evaluation is
+    ``A @ [base_weight; spline_weight]`` and, in backward, ``g^T A`` (the weights'
+    gradients; the input's is not needed). Small layers only (:meth:`fits`): there a
+    product is cheaper than the kernels' per-call and per-sample basis work, though it
+    multiplies by every basis, zeros included (same sums, other rounding order)."""
+
+    __slots__ = ("n_in", "design", "design_t")
+
+    @staticmethod
+    def fits(x: torch.Tensor, layer: "_Layer", spline_weight_shape) -> bool:
+        n_in, n_basis, n_out = spline_weight_shape
+        columns = n_in * (1 + n_basis)
+        return (x.shape[0] * columns <= DESIGN_MAX_ELEMENTS
+                and columns * n_out <= DESIGN_MAX_WEIGHTS)
+
+    def __init__(self, x: torch.Tensor, layer: "_Layer", base_values: torch.Tensor):
+        n_in, n_basis = layer.grid.shape[0], layer.grid.shape[1] - layer.k - 1
+        # Every basis of every input: the derivative kernel of order 0 with identity
+        # weights (a tenth of the dense reference's time at G=10).
+        identity = torch.eye(n_in * n_basis, dtype=x.dtype).view(n_in, n_basis, -1)
+        basis = cpu.spline_derivative(x, layer.grid, identity, None, layer.k, 0)
+        self.n_in = n_in
+        self.design = torch.cat([base_values, basis], 1)
+        self.design_t = self.design.t().contiguous()
+
+    def forward(self, spline_weight, base_weight) -> torch.Tensor:
+        weight = torch.cat([base_weight, spline_weight.view(-1, spline_weight.shape[2])])
+        return torch.mm(weight.t(), self.design_t).t()
+
+    def weight_grads(self, g: torch.Tensor, spline_weight_shape):
+        """(spline weight `[in, G+k, out]`, base weight `[in, out]`) gradients, as views."""
+        grad_t = torch.mm(g.t(), self.design)  # [out, in (1 + G + k)]
+        n = self.n_in
+        return grad_t[:, n:].t().view(spline_weight_shape), grad_t[:, :n].t()
+
+
+# _Design's limits: its matrix (elements) and the layer's weights (in (1 + G + k) out);
+# beyond them the kernels' local-support work is the cheaper one.
+DESIGN_MAX_ELEMENTS = 1 << 20
+DESIGN_MAX_WEIGHTS = 1 << 12
+
+
 class LossEvaluator:
     """``fit``'s L-BFGS objective on the fused stack, without autograd: for one batch
     (x, y) the mean squared error of the model's output and its gradient, flattened in
@@ -226,6 +282,10 @@ class LossEvaluator:
             self.base_values = cpu.silu(x0)  # the first layer's input never changes
             self.base_grads = cpu.silu_grad(x0)
             self.one = torch.ones((), dtype=x.dtype)  # loss.backward()'s implicit gradient
+            first = model.act_fun[0]
+            sw_shape = (first.in_dim, first.coef.shape[2], first.out_dim)
+            self.design = (_Design(x0, self.layers[0], self.base_values)
+                           if _Design.fits(x0, self.layers[0], sw_shape) else None)
         self.checked = False
         self.last = None
 
@@ -263,7 +323,8 @@ class LossEvaluator:
                 if not self.checked:
                     check_layer_args(h, layer.grid, p["coef"], p["scale_base"], p["scale_sp"],
                                      layer.mask, layer.k)
-                h, layer_saved = _layer_forward(layer, h, p, self.base_values if l == 0 else None)
+                h, layer_saved = (_layer_forward(layer, h, p, self.base_values, self.design)
+                                  if l == 0 else _layer_forward(layer, h, p))
                 saved.append(layer_saved)
             self.checked = True
             # aten's ops under torch.nn.functional.mse_loss (whose Python wrapper checks
@@ -274,7 +335,7 @@ class LossEvaluator:
             for l in range(len(self.layers) - 1, -1, -1):
                 grads[l], g = _layer_backward(
                     self.layers[l], g, self.layer_params[l], dict(zip(LAYER_SAVED, saved[l])),
-                    self.need[l], l > 0, self.base_grads if l == 0 else None)
+                    self.need[l], l > 0, *((self.base_grads, self.design) if l == 0 else ()))
             flat = [grads[l][name].reshape(-1) for l, name in self.order]
             self.last = (saved, h, grads)
             return loss, torch.cat(flat)

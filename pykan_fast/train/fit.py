@@ -192,8 +192,10 @@ def _make_optimizer(opt: str, params, lr: float):
         return torch.optim.Adam(params, lr=lr)
     # pykan's settings; tolerances 1e-32 so that only max_iter ends a step. Not
     # torch.optim.LBFGS: see pykan_fast.train.lbfgs for why (tolerance_ys).
+    # flatten_params: the line search's trial points as one add_ on a flat buffer.
     return LBFGS(params, lr=lr, history_size=10, line_search_fn="strong_wolfe",
-                 tolerance_grad=1e-32, tolerance_change=1e-32, tolerance_ys=1e-32)
+                 tolerance_grad=1e-32, tolerance_change=1e-32, tolerance_ys=1e-32,
+                 flatten_params=True)
 
 
 def _progress(steps: int, progress: bool):

@@ -9,6 +9,12 @@ and near the accuracy floor the pairs are that small: on the grid-extension run
 The other differences from torch 2.13, all as pykan: every line search may use up to 25
 evaluations (torch: what is left of ``max_eval``). Unlike pykan, ``step`` does not reset
 torch's global seed.
+
+``flatten_params=True`` (what ``fit`` uses): at each step the parameters are made views of
+one flat buffer (``p.data`` rebound where they are not already), so a trial point of the
+line search is one ``add_`` on the buffer and its restore one ``copy_``, instead of a
+split of the direction and an update per parameter: the same elementwise arithmetic as
+pykan's per-parameter ``add_``, so the same iterates, bit for bit.
 """
 
 from __future__ import annotations
@@ -141,7 +147,7 @@ class LBFGS(Optimizer):
     def __init__(self, params, lr: float = 1, max_iter: int = 20, max_eval: int | None = None,
                  tolerance_grad: float = 1e-7, tolerance_change: float = 1e-9,
                  tolerance_ys: float = 1e-32, history_size: int = 100,
-                 line_search_fn: str | None = None):
+                 line_search_fn: str | None = None, flatten_params: bool = False):
         if not 0.0 <= lr:
             raise ValueError(f"lr: expected a non-negative learning rate, got {lr}")
         if line_search_fn not in (None, "strong_wolfe"):
@@ -158,6 +164,8 @@ class LBFGS(Optimizer):
         self._params = self.param_groups[0]["params"]
         self._numel_cache = None
         self._closure = self._flat_closure = self._split_cache = None
+        self._flatten = bool(flatten_params)
+        self._flat = None  # the buffer the parameters view, while flatten_params holds
 
     def _numel(self) -> int:
         if self._numel_cache is None:
@@ -192,14 +200,52 @@ class LBFGS(Optimizer):
         self._split_cache[id(flat)] = (flat, parts)
         return parts
 
+    def _flat_buffer(self):
+        """The one buffer every parameter is a view of, in order (made so where they are
+        not: a grid update between steps rebinds a parameter's ``.data``); None where the
+        parameters differ in dtype or device, or one is sparse."""
+        params = self._params
+        first = params[0]
+        if any(p.dtype != first.dtype or p.device != first.device or p.is_sparse
+               for p in params):
+            return None
+        flat = self._flat
+        if flat is not None and self._views_of(flat):
+            return flat
+        with torch.no_grad():
+            flat = torch.cat([p.detach().reshape(-1) for p in params])
+            offset = 0
+            for p in params:
+                p.data = flat[offset:offset + p.numel()].view_as(p)
+                offset += p.numel()
+        self._flat = flat
+        return flat
+
+    def _views_of(self, flat) -> bool:
+        offset, ptr = 0, flat.untyped_storage().data_ptr()
+        for p in self._params:
+            if (p.untyped_storage().data_ptr() != ptr or p.storage_offset() != offset
+                    or not p.is_contiguous()):
+                return False
+            offset += p.numel()
+        return offset == flat.numel()
+
     def _add_grad(self, step_size, update) -> None:
-        torch._foreach_add_(self._views, self._split(update), alpha=step_size)
+        if self._flat is not None:
+            self._flat.add_(update, alpha=step_size)
+        else:
+            torch._foreach_add_(self._views, self._split(update), alpha=step_size)
 
     def _clone_param(self):
+        if self._flat is not None:
+            return self._flat.clone()
         return torch.cat(self._views)
 
     def _set_param(self, params_data) -> None:
-        torch._foreach_copy_(self._views, self._split(params_data))
+        if self._flat is not None:
+            self._flat.copy_(params_data)
+        else:
+            torch._foreach_copy_(self._views, self._split(params_data))
 
     def _evaluate(self):
         """(loss as returned, the flat gradient) at the current parameters."""
@@ -238,8 +284,10 @@ class LBFGS(Optimizer):
         tolerance_ys, history_size = group["tolerance_ys"], group["history_size"]
         line_search_fn = group["line_search_fn"]
 
-        self._views = self._flat_views()
-        self._sizes = [v.numel() for v in self._views]
+        if not self._flatten or self._flat_buffer() is None:
+            self._flat = None
+            self._views = self._flat_views()
+            self._sizes = [v.numel() for v in self._views]
         state = self.state[self._params[0]]
         state.setdefault("func_evals", 0)
         state.setdefault("n_iter", 0)
