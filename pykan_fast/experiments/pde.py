@@ -17,6 +17,7 @@ import torch
 
 from ..train.lbfgs import LBFGS
 from ..nn.model import KAN
+from ..ops.threads import model_work, threads_for
 
 __all__ = ["laplacian", "poisson_solution", "poisson_source", "PoissonResult", "solve_poisson"]
 
@@ -95,32 +96,45 @@ def solve_poisson(width=(2, 10, 1), grids=(5, 10, 20), steps: int = 100, n_point
     source = poisson_source(interior)
     model = KAN(width=list(width), grid=grids[0], k=3, seed=seed, dtype=dtype, backend=backend)
     errors, losses = [], (math.nan, math.nan)
-    for stage, grid in enumerate(grids):
-        if stage > 0:
-            model(interior)  # refine fits the new grid on the last input seen
-            model = model.refine(grid)
-        optimizer = LBFGS(model.parameters(), lr=1, history_size=10,
-                          line_search_fn="strong_wolfe", tolerance_grad=1e-32,
-                          tolerance_change=1e-32, tolerance_ys=1e-32)
-        x = interior.clone().requires_grad_(True)
-        for step in range(steps):
-            if stage == 0 and step % grid_update_every == 0 and step < steps // 2:
-                model.update_grid_from_samples(interior)
-            state = {}
-
-            def closure():
-                optimizer.zero_grad()
-                residual = laplacian(model, x) + source
-                pde = torch.mean(residual ** 2)
-                bc = torch.mean(model(boundary) ** 2)
-                loss = alpha * pde + bc
-                loss.backward()
-                state["pde"], state["bc"] = float(pde.detach()), float(bc.detach())
-                return loss
-
-            optimizer.step(closure)
-            losses = (state["pde"], state["bc"])
-            if progress is not None:
-                progress(stage, step, *losses)
-        errors.append(relative_l2_error(model, test_points))
+    # A small PINN on one thread: the double-backward graph's small torch ops in OpenMP
+    # regions spin-wait for a busy second core (measured 14 s against 1.0 s a step of
+    # bench/test_bench_pde.py on two threads of a loaded 2-core machine).
+    with threads_for(model_work(model, interior.shape[0])):
+        for stage, grid in enumerate(grids):
+            model, losses = _stage(model, stage, grid, interior, boundary, source, steps,
+                                   alpha, grid_update_every, progress)
+            errors.append(relative_l2_error(model, test_points))
     return PoissonResult(model, list(grids), errors, *losses)
+
+
+def _stage(model, stage, grid, interior, boundary, source, steps, alpha, grid_update_every,
+           progress):
+    """One stage of :func:`solve_poisson`: (the model, its last (pde, bc) losses)."""
+    losses = (math.nan, math.nan)
+    if stage > 0:
+        model(interior)  # refine fits the new grid on the last input seen
+        model = model.refine(grid)
+    optimizer = LBFGS(model.parameters(), lr=1, history_size=10,
+                      line_search_fn="strong_wolfe", tolerance_grad=1e-32,
+                      tolerance_change=1e-32, tolerance_ys=1e-32)
+    x = interior.clone().requires_grad_(True)
+    for step in range(steps):
+        if stage == 0 and step % grid_update_every == 0 and step < steps // 2:
+            model.update_grid_from_samples(interior)
+        state = {}
+
+        def closure():
+            optimizer.zero_grad()
+            residual = laplacian(model, x) + source
+            pde = torch.mean(residual ** 2)
+            bc = torch.mean(model(boundary) ** 2)
+            loss = alpha * pde + bc
+            loss.backward()
+            state["pde"], state["bc"] = float(pde.detach()), float(bc.detach())
+            return loss
+
+        optimizer.step(closure)
+        losses = (state["pde"], state["bc"])
+        if progress is not None:
+            progress(stage, step, *losses)
+    return model, losses
