@@ -82,7 +82,13 @@ struct Row {
 // memory operands, and the row passes are bound by loads, not multiply-adds.
 template <typename V>
 PYKAN_INLINE void in_register(V& v) {
+#if defined(__x86_64__) || defined(__i386__)
   asm("" : "+v"(v));
+#elif defined(__aarch64__)
+  asm("" : "+w"(v));
+#else
+  (void)v;
+#endif
 }
 
 // The most samples of one knot span a row pass takes at once: kPerSample registers per
