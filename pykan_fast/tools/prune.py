@@ -7,7 +7,7 @@ the batch of each edge (``edge_actscale``) and of each subnode (``subnode_actsca
 ``attribute`` propagates scores from the outputs down with them. The fused forward
 records none of that: :func:`activation_scales` re-runs the model on ``cache_data`` (the
 last input it saw, the one pykan's forward recorded its statistics on) and computes the
-per-edge stds chunk by chunk with :func:`pykan_fast.train.fit.edge_std`, never holding the whole
+per-edge stds chunk by chunk with :func:`pykan_fast.train.edge_std.edge_std`, never holding the whole
 `[B, in, out]` tensor. So the scores equal pykan's whenever the parameters have not
 changed since the last forward (pykan would use statistics of the older parameters).
 """
@@ -19,7 +19,7 @@ import copy
 import torch
 from torch import nn
 
-from ..train.fit import edge_std
+from ..train.edge_std import edge_std
 from ..nn.edges import edge_activations as edge_activations_of
 
 __all__ = ["get_act", "edge_activations", "activation_scales", "node_arities",

@@ -3,9 +3,9 @@
 The default regulariser (``edge_forward_spline_n``) needs, per edge, the standard
 deviation over the batch of the edge's activation ``mask * (scale_base * b(x) +
 scale_sp * spline(x))``. pykan builds the whole `[B, out, in]` activation tensor for it on
-every forward; here :func:`edge_std` computes it chunk by chunk (two passes, at most
-``max_elements`` activations alive at once, recomputed in backward) and only when the
-regulariser is switched on (``lamb > 0``).
+every forward; here :func:`pykan_fast.train.edge_std.edge_std` computes it from the
+bases' centred Gram matrices (or the fused kernels for large grids), without that tensor,
+and only when the regulariser is switched on (``lamb > 0``).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import numpy as np
 import torch
 
 from .data_checks import check_dataset
+from .edge_std import edge_std
 from .guard import FiniteCheck, NonFiniteError, Snapshot, check_on_nonfinite
 from .lbfgs import LBFGS
 from .threads import check_threads, threads_for
-from ..nn.edges import edge_activations
 from ..nn.stack import LossEvaluator
 
 __all__ = ["fit", "fit_dataset", "regularization", "edge_std"]
@@ -29,110 +29,6 @@ _REG_METRICS = ("edge_forward_spline_n", "edge_forward_sum", "edge_forward_splin
 # Whether dict-mode L-BFGS evaluates through nn.stack.LossEvaluator where it applies (the
 # same bits as the autograd closure; tests switch it off to compare).
 _FUSED_OBJECTIVE = True
-
-
-def _chunks(n: int, size: int):
-    return [(s, min(s + size, n)) for s in range(0, n, size)]
-
-
-def _edge_acts(layer, x, coef, scale_base, scale_sp, i0: int, i1: int, dense: bool) -> torch.Tensor:
-    """Per-edge activations `[b, i1-i0, out]` of inputs ``i0:i1`` (x holds those columns),
-    with the chunk's own parameter tensors (autograd leaves in the backward)."""
-    return edge_activations(layer, x, slice(i0, i1), coef=coef, scale_base=scale_base,
-                            scale_sp=scale_sp, dense=dense)
-
-
-def _plan(batch: int, in_dim: int, per_edge_row: int, max_elements: int):
-    """Input chunks and batch chunks holding at most ``max_elements`` values each
-    (``per_edge_row`` values per sample and input)."""
-    rows = max(1, min(batch, max_elements // per_edge_row))
-    inputs = max(1, min(in_dim, max_elements // (rows * per_edge_row)))
-    return _chunks(in_dim, inputs), _chunks(batch, rows)
-
-
-class _EdgeStd(torch.autograd.Function):
-    """std over the batch (unbiased, as torch.std) of every edge's activation, `[in, out]`."""
-
-    @staticmethod
-    def forward(ctx, x, coef, scale_base, scale_sp, layer, max_elements, dense):
-        batch, in_dim = x.shape
-        out_dim, n_basis = coef.shape[1], coef.shape[2]
-        per_row = max(out_dim, n_basis) if dense else out_dim
-        in_chunks, row_chunks = _plan(batch, in_dim, per_row, max_elements)
-        total = x.new_zeros(in_dim, out_dim)
-        for i0, i1 in in_chunks:
-            for b0, b1 in row_chunks:
-                a = _edge_acts(layer, x[b0:b1, i0:i1], coef[i0:i1], scale_base[i0:i1],
-                               scale_sp[i0:i1], i0, i1, dense)
-                total[i0:i1] += a.sum(0)
-        mean = total / batch
-        sq = x.new_zeros(in_dim, out_dim)
-        for i0, i1 in in_chunks:
-            for b0, b1 in row_chunks:
-                a = _edge_acts(layer, x[b0:b1, i0:i1], coef[i0:i1], scale_base[i0:i1],
-                               scale_sp[i0:i1], i0, i1, dense)
-                sq[i0:i1] += ((a - mean[i0:i1]) ** 2).sum(0)
-        std = torch.sqrt(sq / (batch - 1))
-        ctx.layer, ctx.plan, ctx.dense = layer, (in_chunks, row_chunks), dense
-        ctx.save_for_backward(x, coef, scale_base, scale_sp, mean, std)
-        return std
-
-    @staticmethod
-    def backward(ctx, grad_std):
-        x, coef, scale_base, scale_sp, mean, std = ctx.saved_tensors
-        layer = ctx.layer
-        batch, in_dim = x.shape
-        # d std / d a_b = (a_b - mean) / ((B - 1) std); 0 where std = 0, as torch.std.
-        weight = torch.where(std > 0, grad_std / ((batch - 1) * std), torch.zeros_like(std))
-        need = ctx.needs_input_grad[:4]
-        wanted = [j for j in range(4) if need[j]]
-        grads = [torch.zeros_like(t) if n else None
-                 for t, n in zip((x, coef, scale_base, scale_sp), need)]
-        if not wanted:
-            return None, None, None, None, None, None, None
-        in_chunks, row_chunks = ctx.plan
-        for i0, i1 in in_chunks:
-            for b0, b1 in row_chunks:
-                with torch.enable_grad():
-                    leaves = [x[b0:b1, i0:i1], coef[i0:i1], scale_base[i0:i1], scale_sp[i0:i1]]
-                    leaves = [t.detach().requires_grad_(n) for t, n in zip(leaves, need)]
-                    a = _edge_acts(layer, *leaves, i0, i1, ctx.dense)
-                    grad_a = weight[i0:i1] * (a.detach() - mean[i0:i1])
-                    parts = torch.autograd.grad(a, [leaves[j] for j in wanted], grad_a,
-                                                allow_unused=True)
-                for j, part in zip(wanted, parts):
-                    if part is None:
-                        continue
-                    if j == 0:
-                        grads[0][b0:b1, i0:i1] += part
-                    else:
-                        grads[j][i0:i1] += part
-        return grads[0], grads[1], grads[2], grads[3], None, None, None
-
-
-def edge_std(layer, x: torch.Tensor, max_elements: int = 1 << 20,
-             method: str = "auto") -> torch.Tensor:
-    """Per-edge std over the batch of ``layer``'s activations at ``x``: `[in, out]`.
-
-    Equals ``torch.std(mask * (scale_base * b(x)[:, :, None] + scale_sp * spline), dim=0)``
-    (pykan's ``torch.std(postacts, dim=0)``, transposed) without building `[B, in, out]`:
-    at most ``max_elements`` activations exist at a time, in forward and in backward.
-    Differentiable in x, coef, scale_base and scale_sp (once).
-    ``method``: ``"dense"`` (pykan's formula per chunk, cost ~ G+k per edge and sample),
-    ``"fused"`` (the layer's kernels, one call per input, cost ~ k+2 but a fixed cost per
-    call) or ``"auto"``: dense while ``G + k <= 4 (k + 2)``.
-    """
-    if x.dim() != 2 or x.shape[1] != layer.in_dim:
-        raise ValueError(f"x: expected shape [batch, {layer.in_dim}], got {list(x.shape)}")
-    if max_elements < 1:
-        raise ValueError(f"max_elements: expected a positive int, got {max_elements}")
-    if method not in ("auto", "dense", "fused"):
-        raise ValueError(f"method: expected 'auto', 'dense' or 'fused', got {method!r}")
-    n_basis = layer.coef.shape[2]
-    dense = method == "dense" or (method == "auto" and n_basis <= 4 * (layer.k + 2))
-    return _EdgeStd.apply(x, layer.coef, layer.scale_base, layer.scale_sp, layer,
-                          int(max_elements), dense)
-
 
 _ATTRIBUTION_REG_METRICS = ("edge_backward", "node_backward")
 

@@ -1,4 +1,4 @@
-"""Training: the chunked per-edge std behind the regulariser, the regulariser against
+"""Training: the regulariser against
 pykan's ``MultKAN.reg``, ``fit`` against ``MultKAN.fit`` (Adam and L-BFGS, float64), the
 L-BFGS port against pykan's, and a short grid-extension run."""
 
@@ -11,9 +11,8 @@ import torch
 import pykan_fast as pf
 import pykan_fast.train.fit as fit_module
 from pykan_fast.experiments.grid_extension import GridRow, grid_extension, plot_grid_extension, target_function
-from pykan_fast.train.fit import edge_std, regularization
+from pykan_fast.train.fit import regularization
 from pykan_fast.train.lbfgs import LBFGS
-from pykan_fast.ops.reference import coef2curve
 
 from support import inputs as _inputs, max_rel as _max_rel
 
@@ -26,94 +25,9 @@ def _one_thread(restore_threads):
     torch.set_num_threads(1)
 
 
-def _dense_edge_std(layer, x):
-    """pykan's way: the whole [B, in, out] activation tensor, then torch.std."""
-    base = torch.nn.functional.silu(x)
-    acts = layer.mask * (layer.scale_base * base[:, :, None]
-                         + layer.scale_sp * coef2curve(x, layer.grid, layer.coef, layer.k))
-    return torch.std(acts, dim=0)
-
-
-def _odd_layer(in_dim=3, out_dim=4, grid=5, seed=0):
-    torch.manual_seed(seed)
-    layer = pf.KANLayer(in_dim, out_dim, grid=grid, k=3, noise_scale=1.0).double()
-    with torch.no_grad():
-        layer.mask[1, 2] = 0.0  # a pruned edge: std 0, gradient 0
-        layer.scale_sp.mul_(1.7)
-    return layer
-
-
 def _dataset(n_train=200, n_test=100, seed=0):
     return pf.create_dataset(target_function, n_var=2, train_num=n_train, test_num=n_test,
                              seed=seed, dtype=torch.float64)
-
-
-# ---- edge_std ----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("method", ["dense", "fused"])
-@pytest.mark.parametrize("max_elements", [1 << 20, 40, 1], ids=["whole", "chunks", "single"])
-def test_edge_std_matches_dense_std(method, max_elements):
-    layer = _odd_layer()
-    x = _inputs(37, 3, seed=1, low=-1.6, high=1.4)  # some samples outside the grid
-    got = edge_std(layer, x, max_elements=max_elements, method=method)
-    want = _dense_edge_std(layer, x)
-    assert got.shape == (3, 4)
-    assert _max_rel(got, want) <= 1e-12
-    assert got[1, 2].item() == 0.0
-
-
-@pytest.mark.parametrize("method", ["dense", "fused"])
-def test_edge_std_gradients_match_dense_std(method):
-    layer = _odd_layer()
-    x = _inputs(23, 3, seed=2, low=-1.2, high=1.2).requires_grad_(True)
-    weight = torch.randn(3, 4, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
-    params = [x, layer.coef, layer.scale_base, layer.scale_sp]
-    got = torch.autograd.grad((edge_std(layer, x, max_elements=17, method=method) * weight).sum(), params)
-    want = torch.autograd.grad((_dense_edge_std(layer, x) * weight).sum(), params)
-    for name, a, b in zip(("x", "coef", "scale_base", "scale_sp"), got, want):
-        assert _max_rel(a, b) <= 1e-10, name
-
-
-@pytest.mark.parametrize("method", ["dense", "fused"])
-def test_edge_std_gradcheck(method):
-    torch.manual_seed(4)
-    layer = pf.KANLayer(2, 2, grid=3, k=2, noise_scale=1.0).double()
-    x = _inputs(6, 2, seed=5, low=-0.9, high=0.9).requires_grad_(True)
-
-    def fn(x, coef, scale_base, scale_sp):
-        layer.coef.data, layer.scale_base.data, layer.scale_sp.data = coef, scale_base, scale_sp
-        return fit_module._EdgeStd.apply(x, coef, scale_base, scale_sp, layer, 5, method == "dense")
-
-    inputs = (x, layer.coef.detach().clone().requires_grad_(True),
-              layer.scale_base.detach().clone().requires_grad_(True),
-              layer.scale_sp.detach().clone().requires_grad_(True))
-    assert torch.autograd.gradcheck(fn, inputs, eps=1e-6, atol=1e-7)
-
-
-def test_edge_std_never_holds_the_whole_activation_tensor(monkeypatch):
-    """With max_elements below B*in*out, no chunk of activations exceeds it."""
-    seen = []
-    real = fit_module._edge_acts
-
-    def spy(*args):
-        out = real(*args)
-        seen.append(out.numel())
-        return out
-
-    monkeypatch.setattr(fit_module, "_edge_acts", spy)
-    layer = _odd_layer(in_dim=4, out_dim=5)
-    x = _inputs(100, 4, seed=6)
-    edge_std(layer, x, max_elements=120, method="fused").sum().backward()
-    assert seen and max(seen) <= 120 < 100 * 4 * 5
-
-
-def test_edge_std_bad_arguments():
-    layer = _odd_layer()
-    with pytest.raises(ValueError, match="x"):
-        edge_std(layer, torch.rand(5, 2, dtype=torch.float64))
-    with pytest.raises(ValueError, match="method"):
-        edge_std(layer, torch.rand(5, 3, dtype=torch.float64), method="sparse")
 
 
 # ---- regulariser -------------------------------------------------------------------
