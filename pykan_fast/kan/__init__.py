@@ -6,7 +6,8 @@ SCRIPT.py``). Same module paths (``.MultKAN``, ``.KANLayer``, ``.Symbolic_KANLay
 pykan_fast's own. ``from pykan_fast.kan import *`` hands out what pykan's ``from kan
 import *`` does (torch, np, plt, sympy and sympy's names, MultKAN, KAN, LBFGS,
 create_dataset, ex_round, ...); matplotlib, sympy, pandas, yaml and the discovery
-modules load on first use.
+modules load on first use (pandas and scikit-learn's ``LinearRegression`` even under
+``import *``: stand-ins that import on first use).
 """
 
 import copy  # noqa: F401  (pykan's namespace hands these modules out)
@@ -29,6 +30,7 @@ from .spline import curve2coef  # noqa: F401
 from .Symbolic_KANLayer import Symbolic_KANLayer
 from .utils import *  # noqa: F401,F403
 from .utils import __all__ as _utils_all
+from ._lazy import LazyModule, lazy_class
 
 # Modules of the discovery tools (written separately): imported on first use.
 DISCOVERY_MODULES = ("compiler", "hypothesis", "feynman", "MLP", "experiment")
@@ -42,6 +44,8 @@ _OPTIONAL = {
     "latex": ("sympy.printing", "latex"),
     "LinearRegression": ("sklearn.linear_model", "LinearRegression"),
 }
+# Of those, the ones whose import costs seconds: handed out as stand-ins (kan/_lazy.py).
+_LAZY = ("pd", "LinearRegression")
 _EAGER = ["KAN", "MultKAN", "KANLayer", "Symbolic_KANLayer", "LBFGS", "curve2coef", "spline",
           "utils", "torch", "np", "nn", "os", "glob", "random", "copy", "re"] + list(_utils_all)
 
@@ -66,7 +70,8 @@ def _discovery(name: str):
 def _star_names() -> list:
     """What ``from pykan_fast.kan import *`` hands out: pykan's names that exist here."""
     names = list(_EAGER)
-    names += [n for n, (module, _) in _OPTIONAL.items() if _available(module)]
+    # the top-level package: finding ``sklearn.linear_model`` imports sklearn (seconds)
+    names += [n for n, (module, _) in _OPTIONAL.items() if _available(module.split(".")[0])]
     names += [n for n in DISCOVERY_MODULES if _available(f"{__name__}.{n}")]
     if _available(f"{__name__}.hypothesis"):
         names.append("plot_tree")
@@ -84,6 +89,9 @@ def __getattr__(name):
         return _discovery(name)
     if name == "plot_tree":
         return _discovery("hypothesis").plot_tree
+    if name in _LAZY:
+        module, attr = _OPTIONAL[name]
+        return LazyModule(module) if attr is None else lazy_class(module, attr)
     if name in _OPTIONAL:
         module, attr = _OPTIONAL[name]
         value = importlib.import_module(module)

@@ -46,6 +46,26 @@ def test_import_loads_no_optional_package():
     assert out.stdout.strip() == "[]", out.stderr
 
 
+def test_star_import_defers_pandas_and_sklearn():
+    """``import *`` binds pd and LinearRegression as stand-ins: neither package (seconds
+    to import) loads until used; used, they are the real module and class."""
+    code = ("import sys; from pykan_fast.kan import *; "
+            "print(sorted(m for m in ('pandas', 'sklearn') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.stdout.strip() == "[]", out.stderr
+    namespace = {}
+    exec("from pykan_fast.kan import *", namespace)
+    if importlib.util.find_spec("pandas"):
+        assert namespace["pd"].DataFrame({"a": [1, 2]}).shape == (2, 1)
+    if importlib.util.find_spec("sklearn"):
+        import numpy as np
+        from sklearn.linear_model import LinearRegression
+
+        model = namespace["LinearRegression"]().fit(np.arange(4.0)[:, None], 3 * np.arange(4.0))
+        assert type(model) is LinearRegression and isinstance(model, namespace["LinearRegression"])
+        assert abs(model.coef_[0] - 3) < 1e-12
+
+
 @pytest.mark.pykan
 def test_star_import_matches_pykan(multkan):
     kan = pytest.importorskip("kan")
