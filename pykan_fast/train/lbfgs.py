@@ -139,6 +139,11 @@ def _strong_wolfe(obj_func, x, t, d, f, g, gtd, c1=1e-4, c2=0.9, tolerance_chang
     return bracket_f[low_pos], bracket_g[low_pos], bracket[low_pos], ls_func_evals
 
 
+# Optimizer.add_param_group is wrapped in torch._disable_dynamo, whose first call imports
+# torch._dynamo (3-4 s idle, more under load) though nothing here is compiled.
+_ADD_PARAM_GROUP = getattr(Optimizer.add_param_group, "__wrapped__", Optimizer.add_param_group)
+
+
 class LBFGS(Optimizer):
     """L-BFGS with pykan's ``tolerance_ys``: a curvature pair (s, y) is kept when
     ``y.s > tolerance_ys``. Otherwise ``torch.optim.LBFGS``'s arguments and behaviour;
@@ -166,6 +171,10 @@ class LBFGS(Optimizer):
         self._closure = self._flat_closure = self._split_cache = None
         self._flatten = bool(flatten_params)
         self._flat = None  # the buffer the parameters view, while flatten_params holds
+
+    def add_param_group(self, param_group: dict) -> None:
+        """Optimizer's, without the torch._dynamo import (see ``_ADD_PARAM_GROUP``)."""
+        _ADD_PARAM_GROUP(self, param_group)
 
     def _numel(self) -> int:
         if self._numel_cache is None:
