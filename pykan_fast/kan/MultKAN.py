@@ -8,12 +8,19 @@ return types, ``log_history`` on the editing methods, and a few of pykan's inspe
 helpers. The numerics are the native model's (fused kernels).
 
 One deliberate difference: ``auto_save`` is off by default (pykan writes ``./model/`` on
-every construction and every edit); ``auto_save=True`` gives pykan's behaviour.
+every construction and every edit); ``auto_save=True`` gives pykan's behaviour. With it
+off the history is still kept, as pykan's default keeps it, but in a private temporary
+folder (removed at exit, nothing printed): ``state_id`` advances and ``rewind`` /
+``checkout`` / ``history`` work, so pykan scripts that rewind run unchanged.
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
+import warnings
 
 import numpy as np
 import torch
@@ -23,6 +30,21 @@ from . import checkpoint
 from .utils import sparse_mask
 
 __all__ = ["MultKAN", "KAN"]
+
+_PRIVATE_FOLDERS: list[str] = []  # the history folders of models without auto_save
+
+
+def _remove_private_folders() -> None:
+    for folder in _PRIVATE_FOLDERS:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _private_folder() -> str:
+    if not _PRIVATE_FOLDERS:
+        atexit.register(_remove_private_folders)
+    folder = tempfile.mkdtemp(prefix="pykan_fast_history_")
+    _PRIVATE_FOLDERS.append(folder)
+    return folder
 
 
 class MultKAN(_NativeKAN):
@@ -56,17 +78,20 @@ class MultKAN(_NativeKAN):
         self.round = round
         self.state_id = 0
         self.device = device
-        if auto_save:
-            if first_init:
+        self._history_dir = None  # auto_save off: the private history folder, once made
+        if first_init:
+            if auto_save:
                 os.makedirs(ckpt_path, exist_ok=True)
                 print(f"checkpoint directory created: {ckpt_path}")
                 print("saving model version 0.0")
-                with open(self._history_file(), "w") as file:
-                    file.write(f"### Round {self.round} ###\n")
-                    file.write("init => 0.0\n")
-                self.saveckpt(path=f"{ckpt_path}/0.0")
             else:
-                self.state_id = state_id
+                self._history_dir = _private_folder()
+            with open(self._history_file(), "w") as file:
+                file.write(f"### Round {self.round} ###\n")
+                file.write("init => 0.0\n")
+            self.saveckpt(path=f"{self._history_root()}/0.0")
+        else:
+            self.state_id = state_id
 
     def to(self, *args, **kwargs):
         """``nn.Module.to``; records ``device`` as pykan does."""
@@ -88,29 +113,47 @@ class MultKAN(_NativeKAN):
 
     # ---- bookkeeping: checkpoints and history ------------------------------------------
 
+    def _history_root(self) -> str:
+        """Where the history lives: ``ckpt_path`` with auto_save, else the private folder
+        (made on first use for a model loaded from a checkpoint)."""
+        if self.auto_save:
+            return self.ckpt_path
+        if getattr(self, "_history_dir", None) is None:
+            self._history_dir = _private_folder()
+            with open(f"{self._history_dir}/history.txt", "w") as file:
+                file.write(f"### Round {self.round} ###\n")
+        return self._history_dir
+
     def _history_file(self) -> str:
-        return f"{self.ckpt_path}/history.txt"
+        return f"{self._history_root()}/history.txt"
+
+    def _checkpoint(self, model_id: str) -> str:
+        path = f"{self._history_root()}/{model_id}"
+        if not os.path.exists(checkpoint.checkpoint_paths(path)[0]):
+            raise ValueError(f"model_id: no checkpoint {model_id!r} in this model's history")
+        return path
 
     def _adopt(self, new) -> "MultKAN":
         """``new`` (a model this one produced) as a MultKAN with this one's bookkeeping."""
         if not isinstance(new, MultKAN):
             new.__class__ = type(self)
-        for name in ("save_act", "auto_save", "ckpt_path", "round", "state_id", "device"):
-            setattr(new, name, getattr(self, name))
+        for name in ("save_act", "auto_save", "ckpt_path", "round", "state_id", "device",
+                     "_history_dir"):
+            setattr(new, name, getattr(self, name, None))
         return new
 
     def log_history(self, method_name: str) -> None:
-        """With ``auto_save``: append ``method_name`` to the history file, advance
-        ``state_id`` and save the checkpoint ``{ckpt_path}/{round}.{state_id}``."""
-        if not self.auto_save:
-            return
+        """Append ``method_name`` to the history file, advance ``state_id`` and save the
+        checkpoint ``{round}.{state_id}``: in ``ckpt_path`` with ``auto_save`` (printing
+        it, as pykan), else silently in the private history folder."""
         old = f"{self.round}.{self.state_id}"
         self.state_id = int(self.state_id) + 1
         new = f"{self.round}.{self.state_id}"
         with open(self._history_file(), "a") as file:
             file.write(f"{old} => {method_name} => {new}\n")
-        self.saveckpt(path=f"{self.ckpt_path}/{new}")
-        print(f"saving model version {new}")
+        self.saveckpt(path=f"{self._history_root()}/{new}")
+        if self.auto_save:
+            print(f"saving model version {new}")
 
     def saveckpt(self, path="model") -> None:
         """pykan's checkpoint files ``<path>_config.yml``, ``<path>_state``,
@@ -154,18 +197,23 @@ class MultKAN(_NativeKAN):
     def rewind(self, model_id: str) -> "MultKAN":
         """pykan's ``rewind``: start a new round and return checkpoint ``model_id``
         (``'{round}.{state}'``) of this model's ``ckpt_path``."""
+        path = self._checkpoint(model_id)
         self.round += 1
         self.state_id = int(str(model_id).split(".")[-1])
         with open(self._history_file(), "a") as file:
             file.write(f"### Round {self.round} ###\n")
-        self.saveckpt(path=f"{self.ckpt_path}/{self.round}.{self.state_id}")
+        self.saveckpt(path=f"{self._history_root()}/{self.round}.{self.state_id}")
         print(f"rewind to model version {self.round - 1}.{self.state_id}, renamed as "
               f"{self.round}.{self.state_id}")
-        return MultKAN.loadckpt(path=f"{self.ckpt_path}/{model_id}")
+        return self._same_history(MultKAN.loadckpt(path=path))
 
     def checkout(self, model_id: str) -> "MultKAN":
-        """Checkpoint ``model_id`` of ``ckpt_path``, without changing this model's state."""
-        return MultKAN.loadckpt(path=f"{self.ckpt_path}/{model_id}")
+        """Checkpoint ``model_id`` of the history, without changing this model's state."""
+        return self._same_history(MultKAN.loadckpt(path=self._checkpoint(model_id)))
+
+    def _same_history(self, model: "MultKAN") -> "MultKAN":
+        model._history_dir = self._history_dir
+        return model
 
     def history(self, k="all") -> None:
         """Print the last ``k`` lines (all: ``'all'``) of the history file."""
@@ -177,6 +225,9 @@ class MultKAN(_NativeKAN):
             print(line.rstrip("\n"))
 
     # ---- training ----------------------------------------------------------------------
+
+    def _native_fit(self, dataset, **kwargs) -> dict:
+        return super().fit(dataset, **kwargs)
 
     def fit(self, dataset, opt="LBFGS", steps=100, log=1, lamb=0., lamb_l1=1., lamb_entropy=2.,
             lamb_coef=0., lamb_coefdiff=0., update_grid=True, grid_update_num=10, loss_fn=None,
@@ -198,15 +249,29 @@ class MultKAN(_NativeKAN):
             os.makedirs(img_folder, exist_ok=True)
             recorder = _FigureRecorder(self, img_folder, save_fig_freq, in_vars, out_vars, beta)
             metrics.append(recorder)
-        results = super().fit(dataset, opt=opt, steps=steps, log=log, lamb=lamb, lamb_l1=lamb_l1,
-                              lamb_entropy=lamb_entropy, lamb_coef=lamb_coef,
-                              lamb_coefdiff=lamb_coefdiff, update_grid=update_grid,
-                              grid_update_num=grid_update_num, loss_fn=loss_fn, lr=lr,
-                              start_grid_update_step=start_grid_update_step,
-                              stop_grid_update_step=stop_grid_update_step, batch=batch,
-                              metrics=metrics, reg_metric=reg_metric,
-                              display_metrics=display_metrics, singularity_avoiding=singularity_avoiding,
-                              y_th=y_th, **kwargs)
+        # pykan carries on through a NaN/inf loss (its parameters turn NaN; Example_9
+        # shows it): skip such steps, as the native fit's on_nonfinite="skip", one warning
+        kwargs.setdefault("on_nonfinite", "skip")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            results = self._native_fit(dataset, opt=opt, steps=steps, log=log, lamb=lamb,
+                                       lamb_l1=lamb_l1, lamb_entropy=lamb_entropy,
+                                       lamb_coef=lamb_coef, lamb_coefdiff=lamb_coefdiff,
+                                       update_grid=update_grid, grid_update_num=grid_update_num,
+                                       loss_fn=loss_fn, lr=lr,
+                                       start_grid_update_step=start_grid_update_step,
+                                       stop_grid_update_step=stop_grid_update_step, batch=batch,
+                                       metrics=metrics, reg_metric=reg_metric,
+                                       display_metrics=display_metrics,
+                                       singularity_avoiding=singularity_avoiding, y_th=y_th,
+                                       **kwargs)
+        skipped = [w for w in caught if str(w.message).startswith("fit: step ")]
+        for w in caught:
+            if w not in skipped:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        if skipped:
+            warnings.warn(f"fit: {len(skipped)} of {steps} steps skipped (non-finite loss or "
+                          f"gradient), the first: {skipped[0].message}", RuntimeWarning, stacklevel=2)
         if recorder is not None:
             results.pop(recorder.__name__, None)
         dtype = self.act_fun[0].coef.detach().cpu().numpy().dtype

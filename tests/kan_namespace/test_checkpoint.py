@@ -98,6 +98,26 @@ def test_no_files_without_auto_save(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_history_without_auto_save_is_private(tmp_path, monkeypatch, capsys):
+    """auto_save off: nothing in the working directory and nothing printed, but the
+    history pykan's default keeps (state ids, rewind, checkout) works: Example_9 and
+    Interp_4 rewind a model built with the defaults."""
+    monkeypatch.chdir(tmp_path)
+    model = MultKAN(width=[2, 3, 1], grid=3, seed=0)
+    model(_inputs(d=2).float())
+    model.remove_edge(0, 0, 0)
+    model.remove_edge(0, 1, 0)
+    assert model.state_id == 2 and capsys.readouterr().out == ""
+    assert model.checkout("0.1").n_edge == 8 and model.checkout("0.0").n_edge == 9
+    back = model.rewind("0.1")
+    assert back.n_edge == 8 and model.round == 1
+    back.remove_edge(0, 0, 1)
+    assert back.state_id == 2 and back.checkout("1.2").n_edge == 7
+    with pytest.raises(ValueError, match="model_id"):
+        model.checkout("7.7")
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.pykan
 def test_pykan_checkpoint_loads_with_equal_outputs(tmp_path, monkeypatch, float64_default):
     kan = pytest.importorskip("kan")

@@ -121,3 +121,25 @@ def test_plot_names_the_inputs_prune_input_kept(tmp_path):
     with pytest.raises(ValueError, match="in_vars"):
         pruned.plot(folder=None, in_vars=["a"])
 
+
+
+def test_fit_carries_on_through_nonfinite_losses_with_one_warning():
+    """pykan's fit runs on when the loss goes NaN (Example_9 shows it): here such steps
+    are skipped (the native on_nonfinite="skip"), the model stays finite, one warning."""
+    model = MultKAN(width=[2, 1, 1], grid=3, seed=0)
+    dataset = create_dataset(lambda x: x[:, [0]] ** 2, n_var=2, train_num=40, test_num=20)
+    for l, i, name in ((0, 0, "x"), (0, 1, "x"), (1, 0, "sqrt")):  # sqrt of x0 + x1 < 0
+        model.fix_symbolic(l, i, 0, name, fit_params_bool=False, verbose=False)
+    with pytest.warns(RuntimeWarning, match=r"fit: 5 of 5 steps skipped") as caught:
+        results = model.fit(dataset, opt="Adam", steps=5, lr=1e-3, update_grid=False)
+    assert sum("skipped" in str(w.message) for w in caught) == 1
+    assert len(results["train_loss"]) == 5 and np.isnan(results["train_loss"][0])
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    with pytest.raises(pykantrain_error()):
+        model.fit(dataset, opt="Adam", steps=1, lr=1e-3, update_grid=False, on_nonfinite="raise")
+
+
+def pykantrain_error():
+    from pykan_fast.train import NonFiniteError
+
+    return NonFiniteError
