@@ -108,8 +108,13 @@ class KANLayer(nn.Module):
     def _refit(self, x: torch.Tensor, new_grid: torch.Tensor, old_grid: torch.Tensor,
                old_coef: torch.Tensor, k_old: int) -> torch.Tensor:
         """coef on ``new_grid`` fitting the old splines at samples ``x`` (input chunk by
-        input chunk: no `[B, in, out]` tensor for wide layers)."""
-        with threads_for(x.shape[0] * old_coef.shape[0] * self.out_dim * (self.k + 1)):
+        input chunk: no `[B, in, out]` tensor for wide layers).  On one thread whatever
+        the layer's size: its torch and LAPACK ops are small parallel regions (one chunk's
+        B x (G+k) systems), which spin-wait on a busy machine.  Measured for a 256 -> 256
+        layer at batch 4096, `update_grid_from_samples`: 1.45 s on two threads, 1.98 s on
+        one; with another process doing matrix products on both cores 5.3 s against 2.6 s
+        (bench/RESULTS.md, issue 15 point 0)."""
+        with threads_for(0):
             return refit(x, old_grid, old_coef, k_old, new_grid, self.k)
 
     @torch.no_grad()
