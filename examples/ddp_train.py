@@ -115,6 +115,10 @@ def main() -> None:
             print(f"checkpoint: {args.out}")
         if diff != 0.0:
             raise RuntimeError(f"rank {rank}: the ranks' models differ by {diff}")
+        # Ranks leave together: one that tore its process group down while rank 0 was
+        # still saving was once aborted at exit by gloo ("terminate called without an
+        # active exception", SIGABRT) after a correct run.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
