@@ -240,6 +240,34 @@ def test_fit_params_matches_pykans(pykan_utils, float64_default, name, target):
     assert (got - want).abs().max() <= 1e-12 * max(1.0, want.abs().max().item())
 
 
+def _r2_whole_block(x, y, fun, a_, b_):
+    """pykan's grid search as pykan writes it: the whole [B, len(a_), len(b_)] block."""
+    yc = (y - torch.mean(y, dim=[0], keepdim=True))[:, None, None]
+    a_grid, b_grid = torch.meshgrid(a_, b_, indexing="ij")
+    post_fun = fun(a_grid[None, :, :] * x[:, None, None] + b_grid[None, :, :])
+    post_fun = post_fun - torch.mean(post_fun, dim=[0], keepdim=True)
+    numerator = torch.sum(post_fun * yc, dim=0) ** 2
+    denominator = torch.sum(post_fun ** 2, dim=0) * torch.sum(yc ** 2, dim=0)
+    return torch.nan_to_num(numerator / (denominator + 1e-4))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("batch", [37, 1000])
+@pytest.mark.parametrize("name", ["sin", "exp", "x^2", "1/x", "tanh"])
+def test_r2_grid_chunks_keep_the_whole_blocks_bits(dtype, batch, name):
+    """The grid search runs in cache-sized chunks of the (a, b) pairs (10 at batch 1000,
+    float32); each cell must still get pykan's whole-block bits, or flat ridges pick
+    another cell."""
+    from pykan_fast.tools.symbolic.fitting import _r2_grid
+    g = torch.Generator().manual_seed(batch)
+    x = (torch.rand(batch, generator=g) * 2 - 1).to(dtype)
+    y = torch.exp(0.7 * x) + 0.01 * torch.randn(batch, generator=g).to(dtype)
+    a_ = torch.linspace(-10, 10, 101, dtype=dtype)
+    b_ = torch.linspace(-3, 7, 101, dtype=dtype)
+    fun = SYMBOLIC_LIB[name].fun
+    assert torch.equal(_r2_grid(x, y, fun, a_, b_), _r2_whole_block(x, y, fun, a_, b_))
+
+
 def test_fit_params_bad_input():
     x = torch.linspace(-1, 1, 10)
     with pytest.raises(ValueError, match="x"):

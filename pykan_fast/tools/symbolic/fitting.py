@@ -12,9 +12,15 @@ from .library import SYMBOLIC_LIB, get_symbolic
 
 __all__ = ["fit_params", "Candidate", "rank_functions"]
 
-# Values of f(a x + b) alive at once in the grid search; pykan evaluates the whole
-# [B, grid_number, grid_number] block (10^4 x B values); chunks over a cap the memory.
-_MAX_ELEMENTS = 1 << 24
+# Values of f(a x + b) alive at once in the grid search. pykan evaluates the whole
+# [B, grid_number, grid_number] block (10^4 x B values, ~40 MB at B = 1000), so each of its
+# ~10 elementwise passes and reductions streams from memory; chunks of ~4 MB of the
+# flattened (a, b) pairs stay in the last-level cache (2.7x faster on a Zen 3).
+_CHUNK_BYTES = 1 << 22
+# Chunks start at multiples of this many (a, b) pairs: torch sums [B, P] over B with
+# blocks of 4 SIMD vectors of columns and a different order on the last P mod 4 * lanes
+# columns, so column blocks aligned as in the whole block keep pykan's bits per cell.
+_PAIR_ALIGN = 128
 
 
 def _check_xy(x, y):
@@ -28,23 +34,28 @@ def _check_xy(x, y):
 
 
 def _r2_grid(x, y, fun, a_, b_):
-    """pykan's r2 of every (a, b) pair, `[len(a_), len(b_)]`, chunked over a.
+    """pykan's r2 of every (a, b) pair, `[len(a_), len(b_)]`, in cache-sized chunks of
+    the flattened pairs.
 
     ``sum((f - mean f) * (y - mean y))^2 / (sum((f - mean f)^2) * sum((y - mean y)^2)
     + 1e-4)``, NaN -> 0 (the +1e-4 makes r2 depend on the scale of y). The same
-    elementwise operations and reductions as pykan (in place where pykan allocates), so
-    the same bits: along flat ridges of the search (c * exp(a x + b), where b trades
-    against c) rounding alone picks the cell, and only the same arithmetic picks pykan's.
+    elementwise operations and reductions as pykan (in place where pykan allocates), on
+    column blocks aligned as in pykan's whole block, so the same bits: along flat ridges
+    of the search (c * exp(a x + b), where b trades against c) rounding alone picks the
+    cell, and only the same arithmetic picks pykan's.
     """
     y_mean = torch.mean(y, dim=[0], keepdim=True)
-    yc = (y - y_mean)[:, None, None]
+    yc = (y - y_mean)[:, None]
     y_ss = torch.sum(yc ** 2, dim=0)
-    rows = max(1, _MAX_ELEMENTS // max(1, x.shape[0] * b_.shape[0]))
-    out = []
-    for a0 in range(0, a_.shape[0], rows):
-        a_grid, b_grid = torch.meshgrid(a_[a0:a0 + rows], b_, indexing="ij")
-        pre = a_grid[None, :, :] * x[:, None, None]
-        pre += b_grid[None, :, :]
+    a_grid, b_grid = torch.meshgrid(a_, b_, indexing="ij")
+    a_flat, b_flat = a_grid.reshape(-1), b_grid.reshape(-1)
+    pairs = a_flat.shape[0]
+    chunk = _CHUNK_BYTES // (x.element_size() * max(1, x.shape[0]))
+    chunk = max(_PAIR_ALIGN, chunk // _PAIR_ALIGN * _PAIR_ALIGN)
+    out = torch.empty(pairs, dtype=x.dtype, device=x.device)
+    for p0 in range(0, pairs, chunk):
+        pre = a_flat[None, p0:p0 + chunk] * x[:, None]
+        pre += b_flat[None, p0:p0 + chunk]
         post_fun = fun(pre)
         if post_fun is pre or not post_fun.is_contiguous():
             post_fun = post_fun.clone(memory_format=torch.contiguous_format)
@@ -52,8 +63,8 @@ def _r2_grid(x, y, fun, a_, b_):
         post_fun -= torch.mean(post_fun, dim=[0], keepdim=True)
         numerator = torch.sum(post_fun * yc, dim=0) ** 2
         denominator = torch.sum(post_fun.square_(), dim=0) * y_ss
-        out.append(torch.nan_to_num(numerator / (denominator + 1e-4)))
-    return torch.cat(out, dim=0)
+        out[p0:p0 + chunk] = torch.nan_to_num(numerator / (denominator + 1e-4))
+    return out.view(a_.shape[0], b_.shape[0])
 
 
 @torch.no_grad()
