@@ -356,6 +356,17 @@ class MultKAN(_NativeKAN):
         super().auto_symbolic(a_range, b_range, lib, verbose, weight_simple, r2_threshold)
         self.log_history("auto_symbolic")
 
+    def symbolic_formula(self, var=None, normalizer=None, output_normalizer=None,
+                         simplify=False, n_digit=None):
+        """pykan's ``symbolic_formula``: an edge still on its spline counts only by its
+        symbolic branch (0 unless fixed), as pykan counts it (silently there; here with a
+        warning naming the edges). The native ``KAN`` raises instead."""
+        from ..tools.symbolic.formula import symbolic_formula
+
+        return symbolic_formula(self, var=var, normalizer=normalizer,
+                                output_normalizer=output_normalizer, simplify=simplify,
+                                n_digit=n_digit, spline_edges="zero")
+
     def attribute(self, l=None, i=None, out_score=None, plot=True):
         """pykan's ``attribute`` (bar chart by default when ``l`` and ``i`` are given)."""
         return super().attribute(l, i, out_score, plot=plot)

@@ -22,6 +22,8 @@ fused ``kan_backward``.
 
 from __future__ import annotations
 
+from typing import Callable, NamedTuple
+
 import torch
 from torch import Tensor
 
@@ -98,10 +100,12 @@ def _silu_and_grad(x: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def layer_gradients(x, grid, spline_weight, base_weight, grad_y, k, base, backend,
-                    need_x, need_spline, need_base):
-    """The gradients of :func:`kan_forward` written in differentiable ops."""
-    _, t1, gw = spline_derivative_backward(x, grid, spline_weight, None, grad_y, k, 0, backend,
-                                           False, need_x, need_spline)
+                    need_x, need_spline, need_base, ops=None):
+    """The gradients of :func:`kan_forward` written in differentiable ops (``ops``: the
+    derivative-op pair, :data:`CUSTOM_OPS` or :data:`EAGER_OPS`; default the custom ops)."""
+    ops = CUSTOM_OPS if ops is None else ops
+    _, t1, gw = ops.derivative_backward(x, grid, spline_weight, None, grad_y, k, 0, backend,
+                                        False, need_x, need_spline)
     gx = t1 if need_x else None
     gw = gw if need_spline else None
     gb = None
@@ -122,13 +126,13 @@ def _kan_forward_setup(ctx, inputs, output):
     ctx.k, ctx.base, ctx.backend = k, base, backend
 
 
-def _layer_backward(ctx, grad_y, first_order):
+def _layer_backward(ctx, grad_y, first_order, ops):
     x, grid, spline_weight, base_weight = ctx.saved_tensors
     need_x, _, need_spline, need_base = ctx.needs_input_grad[:4]
     args = (x, grid, spline_weight, base_weight, grad_y.contiguous(), ctx.k, ctx.base,
             ctx.backend, need_x, need_spline, need_base)
     if torch.is_grad_enabled():  # create_graph=True: keep the gradient differentiable
-        gx, gw, gb = layer_gradients(*args)
+        gx, gw, gb = layer_gradients(*args, ops=ops)
     else:
         gx, gw, gb = first_order(*args)
     return (_none_if_empty(gx, need_x), None, _none_if_empty(gw, need_spline),
@@ -136,7 +140,7 @@ def _layer_backward(ctx, grad_y, first_order):
 
 
 def _kan_forward_backward(ctx, grad_y):
-    return _layer_backward(ctx, grad_y, kan_backward)
+    return _layer_backward(ctx, grad_y, kan_backward, CUSTOM_OPS)
 
 
 kan_forward.register_autograd(_kan_forward_backward, setup_context=_kan_forward_setup)
@@ -157,7 +161,7 @@ class _KanForwardEager(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_y):
-        return _layer_backward(ctx, grad_y, _kan_backward_direct)
+        return _layer_backward(ctx, grad_y, _kan_backward_direct, EAGER_OPS)
 
 
 def _kan_backward_direct(x, grid, spline_weight, base_weight, grad_y, k, base, backend,
@@ -221,17 +225,18 @@ def _derivative_setup(ctx, inputs, output):
     ctx.k, ctx.order, ctx.backend = k, order, backend
 
 
-def _derivative_backward(ctx, grad_y):
+def _derivative_backward(ctx, grad_y, ops):
     x, grid, w, s = ctx.saved_tensors
     need_x, _, need_w, need_s = ctx.needs_input_grad[:4]
-    t0, t1, gw = spline_derivative_backward(
+    t0, t1, gw = ops.derivative_backward(
         x, grid, w, s, grad_y.contiguous(), ctx.k, ctx.order, ctx.backend,
         need_s, need_x, need_w)
     gx = _scaled(s, t1) if need_x else None
     return (gx, None, gw if need_w else None, t0 if need_s else None, None, None, None)
 
 
-spline_derivative.register_autograd(_derivative_backward, setup_context=_derivative_setup)
+spline_derivative.register_autograd(lambda ctx, grad_y: _derivative_backward(ctx, grad_y, CUSTOM_OPS),
+                                    setup_context=_derivative_setup)
 
 
 def _derivative_backward_setup(ctx, inputs, output):
@@ -241,7 +246,7 @@ def _derivative_backward_setup(ctx, inputs, output):
     ctx.computed = (need_t0, need_t1, need_weight)
 
 
-def _derivative_backward_backward(ctx, grad_t0, grad_t1, grad_weight):
+def _derivative_backward_backward(ctx, grad_t0, grad_t1, grad_weight, ops):
     """Each output of spline_derivative_backward is linear in grad_y and in W (or s), so
     its vector-Jacobian products are again the two ops, one derivative order up for x."""
     x, grid, w, s, gy = ctx.saved_tensors
@@ -254,9 +259,9 @@ def _derivative_backward_backward(ctx, grad_t0, grad_t1, grad_weight):
             continue
         upstream = upstream.contiguous()
         if need_gy:
-            ggy = _add(ggy, spline_derivative(x, grid, w, upstream, k, order, backend))
+            ggy = _add(ggy, ops.derivative(x, grid, w, upstream, k, order, backend))
         if need_x or need_w:
-            _, t_next, g = spline_derivative_backward(x, grid, w, upstream, gy, k, order, backend,
+            _, t_next, g = ops.derivative_backward(x, grid, w, upstream, gy, k, order, backend,
                                                       False, need_x, need_w)
             if need_x:
                 gx = _add(gx, upstream * t_next)
@@ -266,9 +271,9 @@ def _derivative_backward_backward(ctx, grad_t0, grad_t1, grad_weight):
     if ctx.computed[2] and grad_weight is not None:
         grad_weight = grad_weight.contiguous()
         if need_gy:
-            ggy = _add(ggy, spline_derivative(x, grid, grad_weight, s, k, d, backend))
+            ggy = _add(ggy, ops.derivative(x, grid, grad_weight, s, k, d, backend))
         if need_s or need_x:
-            t_same, t_next, _ = spline_derivative_backward(
+            t_same, t_next, _ = ops.derivative_backward(
                 x, grid, grad_weight, None, gy, k, d, backend, need_s, need_x, False)
             if need_s:
                 gs = _add(gs, t_same)
@@ -277,5 +282,60 @@ def _derivative_backward_backward(ctx, grad_t0, grad_t1, grad_weight):
     return gx, None, gw, gs, ggy, None, None, None, None, None, None
 
 
-spline_derivative_backward.register_autograd(_derivative_backward_backward,
-                                             setup_context=_derivative_backward_setup)
+spline_derivative_backward.register_autograd(
+    lambda ctx, g0, g1, gw: _derivative_backward_backward(ctx, g0, g1, gw, CUSTOM_OPS),
+    setup_context=_derivative_backward_setup)
+
+
+# ---- the derivative ops' eager fast path -------------------------------------------------
+
+
+class _SplineDerivativeEager(torch.autograd.Function):
+    """spline_derivative without the custom-op dispatch, for eager mode: a PINN's
+    double-backward graph makes ~30 derivative calls per loss evaluation, and the
+    torch.library machinery (schema defaults, redispatch, the dynamo-disable wrappers)
+    cost ~10% of a Poisson step. Same kernels, same backward formulas."""
+
+    @staticmethod
+    def forward(ctx, x, grid, spline_weight, row_scale, k, order, backend):
+        _derivative_setup(ctx, (x, grid, spline_weight, row_scale, k, order, backend), None)
+        ctx.set_materialize_grads(False)
+        return _impl(backend).spline_derivative(x, grid, spline_weight, row_scale, k, order)
+
+    @staticmethod
+    def backward(ctx, grad_y):
+        if grad_y is None:
+            return (None,) * 7
+        return _derivative_backward(ctx, grad_y, EAGER_OPS)
+
+
+class _SplineDerivativeBackwardEager(torch.autograd.Function):
+    """spline_derivative_backward without the custom-op dispatch (see above); outputs not
+    asked for are empty, as the custom op's."""
+
+    @staticmethod
+    def forward(ctx, x, grid, spline_weight, row_scale, grad_y, k, order, backend, need_t0,
+                need_t1, need_weight):
+        _derivative_backward_setup(ctx, (x, grid, spline_weight, row_scale, grad_y, k, order,
+                                         backend, need_t0, need_t1, need_weight), None)
+        ctx.set_materialize_grads(False)
+        t0, t1, gw = _impl(backend).spline_derivative_backward(
+            x, grid, spline_weight, row_scale, grad_y, k, order, need_t0, need_t1, need_weight)
+        return _or_empty(t0, x), _or_empty(t1, x), _or_empty(gw, x)
+
+    @staticmethod
+    def backward(ctx, grad_t0, grad_t1, grad_weight):
+        return _derivative_backward_backward(ctx, grad_t0, grad_t1, grad_weight, EAGER_OPS)
+
+
+class _DerivativeOps(NamedTuple):
+    """The two derivative ops one backward formula is written in."""
+
+    derivative: Callable
+    derivative_backward: Callable
+
+
+# Inside the custom ops' autograd formulas (what torch.compile traces) the custom ops;
+# inside the eager Functions' the eager Functions.
+CUSTOM_OPS = _DerivativeOps(spline_derivative, spline_derivative_backward)
+EAGER_OPS = _DerivativeOps(_SplineDerivativeEager.apply, _SplineDerivativeBackwardEager.apply)

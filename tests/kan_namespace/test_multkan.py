@@ -143,3 +143,30 @@ def pykantrain_error():
     from pykan_fast.train import NonFiniteError
 
     return NonFiniteError
+
+
+@pytest.mark.pykan
+def test_symbolic_formula_of_a_partly_symbolic_model_matches_pykan(multkan, float64_default):
+    """Example_6 asks for the formula with only layer 0 fixed: pykan counts the spline
+    edges as 0 (silently); the namespace does the same with one warning, the native KAN
+    raises."""
+    sympy = pytest.importorskip("sympy")
+    mine = MultKAN(width=[2, 2, 1], grid=5, k=3, seed=1)
+    theirs = multkan([2, 2, 1], grid=5, k=3, seed=1, symbolic_enabled=True)
+    x = torch.rand(30, 2) * 2 - 1
+    mine(x)
+    theirs(x)
+    for i in range(2):
+        for j in range(2):
+            mine.fix_symbolic(0, i, j, "x", verbose=False)
+            theirs.fix_symbolic(0, i, j, "x", verbose=False, log_history=False)
+    with pytest.warns(UserWarning, match=r"2 edge\(s\).*\(1, 0, 0\), \(1, 1, 0\)"):
+        ours = mine.symbolic_formula()[0][0]
+    want = theirs.symbolic_formula()[0][0]
+    x1, x2 = sympy.symbols("x_1 x_2")
+    for p in [(0.3, -0.7), (-0.9, 0.1), (0.5, 0.5)]:
+        got_v = float(ours.subs({x1: p[0], x2: p[1]}))
+        want_v = float(want.subs({x1: p[0], x2: p[1]}))
+        assert got_v == pytest.approx(want_v, rel=1e-10, abs=1e-12)
+    with pytest.raises(ValueError, match="still use their spline"):
+        pykan_fast.KAN.symbolic_formula(mine)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 __all__ = ["symbolic_formula", "ex_round"]
@@ -73,7 +75,8 @@ def _arities(model, l: int, n_mult: int) -> list[int]:
 
 
 def symbolic_formula(model, var=None, normalizer=None, output_normalizer=None,
-                     simplify: bool = False, n_digit: int | None = None):
+                     simplify: bool = False, n_digit: int | None = None,
+                     spline_edges: str = "raise"):
     """sympy expressions of every output of ``model`` (a :class:`pykan_fast.KAN` whose
     edges are all symbolic or removed), and the input variables: ``(formulas, variables)``
     as pykan's ``MultKAN.symbolic_formula``.
@@ -90,17 +93,25 @@ def symbolic_formula(model, var=None, normalizer=None, output_normalizer=None,
     ``model.symbolic_acts_premult`` (the node and subnode expressions) as pykan does.
 
     Unlike pykan, which silently counts a spline edge as 0, an edge whose spline branch is
-    still on raises ValueError: the formula would not be the model's function. Group
+    still on raises ValueError: the formula would not be the model's function
+    (``spline_edges='zero'``: counted as pykan counts it, with one warning naming the
+    edges; the ``pykan_fast.kan`` namespace does that, so pykan's scripts run). Group
     offsets of multiplication nodes follow the forward (pykan's formula assumes arity 2).
     """
     sympy = _sympy()
     if n_digit is not None and (isinstance(n_digit, bool) or not isinstance(n_digit, int) or n_digit < 0):
         raise ValueError(f"n_digit: expected None or a non-negative int, got {n_digit!r}")
+    if spline_edges not in ("raise", "zero"):
+        raise ValueError(f"spline_edges: expected 'raise' or 'zero', got {spline_edges!r}")
     spline = _spline_edges(model)
     if spline:
         shown = ", ".join(map(str, spline[:8])) + (" ..." if len(spline) > 8 else "")
-        raise ValueError(f"model: {len(spline)} edge(s) (l, i, j) still use their spline: {shown}; "
-                         "fix them first (auto_symbolic or fix_symbolic)")
+        what = f"{len(spline)} edge(s) (l, i, j) still use their spline: {shown}"
+        if spline_edges == "raise":
+            raise ValueError(f"model: {what}; fix them first (auto_symbolic or fix_symbolic)")
+        warnings.warn(f"symbolic_formula: {what}; they count only by their symbolic branch "
+                      "(0 where none is fixed), as in pykan, so the formula is not the "
+                      "model's function", stacklevel=3)
 
     def value(t) -> float:
         return float(t.detach()) if isinstance(t, torch.Tensor) else float(t)
