@@ -282,8 +282,9 @@ def save_edge_images(model, folder: str = "./figures", tick: bool = False, sampl
     ticks (pykan's layout), else no ticks. Returns the paths written, in pykan's order.
 
     Written through matplotlib's object API (no pyplot state), one Figure redrawn for
-    every edge, with a fast PNG writer (tools/png_canvas.py): the same pixels as pykan's
-    files, larger files.
+    every edge, with a fast PNG writer (tools/png_canvas.py) encoding on a second thread
+    while the next edge draws: the same pixels as pykan's files, larger files. All files
+    are written when it returns.
     """
     try:
         from matplotlib.figure import Figure
@@ -293,8 +294,17 @@ def save_edge_images(model, folder: str = "./figures", tick: bool = False, sampl
         raise ValueError("model: it has seen no data yet; run it on inputs (or fit) first")
     acts = get_act(model)
     os.makedirs(folder, exist_ok=True)
+    from .png_canvas import BackgroundPngWriter
+
     panel = _EdgeImage(Figure, tick, sample, scale)
     paths = []
+    with BackgroundPngWriter() as writer:
+        panel.canvas.writer = writer
+        _save_edges(model, acts, panel, folder, dpi, paths)
+    return paths
+
+
+def _save_edges(model, acts, panel, folder: str, dpi: int, paths: list) -> None:
     for l in range(model.depth):
         for i in range(model.width_in[l]):
             xs = torch.sort(acts[l][:, i])[0]
@@ -307,20 +317,25 @@ def save_edge_images(model, folder: str = "./figures", tick: bool = False, sampl
                 path = os.path.join(folder, f"sp_{l}_{i}_{j}.png")
                 panel.save(path, xs, curves[:, j], color, visible, dpi)
                 paths.append(path)
-    return paths
 
 
 class _EdgeImage:
     """One Figure and Axes redrawn for every edge image: a new Figure per edge cost about
     a third of each file's time. Every property an edge sets is set for every edge, and
     the limits are recomputed from the new data as a fresh ``plot`` would, so each file
-    has the pixels of a figure made for it alone."""
+    has the pixels of a figure made for it alone.
+
+    Without ticks nothing outside the axes box is drawn (the curve and dots are clipped
+    to it), so the box ``bbox_inches="tight"`` crops to is the same for every edge: it is
+    computed by the first save at each dpi and reused (a tight crop costs a second pass
+    over the figure)."""
 
     def __init__(self, figure_class, tick: bool, sample: bool, scale: float):
         from .png_canvas import FastPngCanvas
 
         self.fig = figure_class(figsize=(2.0, 2.0))
-        FastPngCanvas(self.fig)
+        self.canvas = FastPngCanvas(self.fig)
+        self.tight_boxes = {}  # dpi -> the tight crop, tick=False only
         self.ax = self.fig.add_subplot()
         self.tick = tick
         if tick:
@@ -351,4 +366,7 @@ class _EdgeImage:
         ax.patch.set_edgecolor("black" if visible else "white")
         for spine in ax.spines.values():
             spine.set_color(color)
-        self.fig.savefig(path, bbox_inches="tight", dpi=dpi)
+        box = None if self.tick else self.tight_boxes.get(dpi)
+        self.fig.savefig(path, bbox_inches="tight" if box is None else box, dpi=dpi)
+        if not self.tick and box is None and self.canvas.last_bbox_inches is not None:
+            self.tight_boxes[dpi] = self.canvas.last_bbox_inches

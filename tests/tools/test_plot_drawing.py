@@ -5,6 +5,7 @@ pixels as matplotlib's Agg + Pillow)."""
 from __future__ import annotations
 
 import io
+import os
 
 import numpy as np
 import pytest
@@ -70,3 +71,65 @@ def test_fast_png_writer_gives_aggs_pixels(tmp_path):
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     assert buffer.getvalue().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+class _NoCache(dict):
+    def __setitem__(self, key, value):  # every save crops "tight" afresh
+        pass
+
+
+@pytest.mark.parametrize("sample", [False, True])
+def test_edge_images_reuse_of_the_tight_crop_changes_no_byte(tmp_path, monkeypatch, sample,
+                                                            float64_default):
+    """The per-edge files written with the first edge's tight crop reused (and encoded on
+    the writer thread) are those written with a fresh tight crop, synchronously, for
+    every edge (curves of different ranges, a constant edge, a masked-out one and a
+    symbolic one): the fresh crops differ from the first by rounding alone (~1e-16 inch,
+    from each edge's data transform), which can move an anti-aliased frame pixel by 1/255."""
+    import matplotlib.pyplot as plt
+
+    from pykan_fast.kan import MultKAN
+    from pykan_fast.tools import plot as plot_module
+    from pykan_fast.tools import png_canvas
+
+    model = MultKAN(width=[3, 3, 2], grid=4, seed=5, noise_scale=2.0)
+    model(_inputs(70, 3, seed=31) * torch.tensor([1.0, 40.0, 1e-3]))
+    model.fix_symbolic(0, 2, 1, "sin", fit_params_bool=False, verbose=False, log_history=False)
+    with torch.no_grad():
+        model.act_fun[0].mask[1, 0] = 0.0
+        model.act_fun[1].coef[0, 1] = 0.0
+    model(_inputs(70, 3, seed=31) * torch.tensor([1.0, 40.0, 1e-3]))
+    fast = plot_module.save_edge_images(model, str(tmp_path / "fast"), sample=sample)
+
+    original_init = plot_module._EdgeImage.__init__
+
+    def init_without_cache(self, *args):
+        original_init(self, *args)
+        self.tight_boxes = _NoCache()
+
+    monkeypatch.setattr(plot_module._EdgeImage, "__init__", init_without_cache)
+    monkeypatch.setattr(png_canvas.BackgroundPngWriter, "submit",
+                        lambda self, path, rgba, dpi: png_canvas.write_png(path, rgba, dpi))
+    slow = plot_module.save_edge_images(model, str(tmp_path / "slow"), sample=sample)
+    assert [os.path.basename(p) for p in fast] == [os.path.basename(p) for p in slow]
+    assert len(fast) == 3 * 3 + 3 * 2
+    for a, b in zip(fast, slow):
+        mine, fresh = plt.imread(a), plt.imread(b)
+        assert mine.shape == fresh.shape, a
+        differ = np.abs(mine - fresh).max(axis=2) > 0
+        assert np.abs(mine - fresh).max() <= 1.01 / 255 and differ.mean() < 2e-3, a  # a frame row at most
+
+
+def test_background_png_writer_reraises_and_bounds_its_queue(tmp_path):
+    from pykan_fast.tools.png_canvas import BackgroundPngWriter
+
+    rgba = np.zeros((3, 2, 4), dtype=np.uint8)
+    with BackgroundPngWriter(max_pending=2) as writer:
+        for n in range(5):
+            writer.submit(tmp_path / f"{n}.png", rgba, 100)
+            assert len(writer._pending) <= 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"{n}.png" for n in range(5)]
+    writer = BackgroundPngWriter()
+    writer.submit(tmp_path / "missing" / "x.png", rgba, 100)
+    with pytest.raises(FileNotFoundError):
+        writer.close()
