@@ -13,15 +13,18 @@ inline KanProblem<T> as_layer_problem(const DerivativeProblem<T>& p) {
                        p.k, BaseFun::kNone, p.threads};
 }
 
-// Stores lanes 0..m-1 of D0 (and D1) to columns q..q+m of tb.N (and tb.dN).
+// Stores D0 (and D1) to columns q..q+L of tb.N (and tb.dN), whole vectors: lanes m..L-1
+// land on later columns, which a later block overwrites (blocks go in column order) or
+// nobody reads (outside the grid).  A per-lane store of m lanes became a `rep movs`.
+// Needs q + L <= kTile: the derivative tiles hold at most kDerivativeTile samples.
 template <typename T, int R>
-PYKAN_INLINE void store_lanes(TileBasis<T>& tb, int q, int m, const typename Vec<T>::V* D0,
+PYKAN_INLINE void store_lanes(TileBasis<T>& tb, int q, const typename Vec<T>::V* D0,
                               const typename Vec<T>::V* D1) {
-  for (int r = 0; r < R; ++r)
-    for (int l = 0; l < m; ++l) {
-      tb.N[r][q + l] = D0[r][l];
-      if (D1) tb.dN[r][q + l] = D1[r][l];
-    }
+  using U = typename Vec<T>::U;
+  for (int r = 0; r < R; ++r) {
+    *reinterpret_cast<U*>(&tb.N[r][q]) = D0[r];
+    if (D1) *reinterpret_cast<U*>(&tb.dN[r][q]) = D1[r];
+  }
 }
 
 // For x[0..n) of one input: span and order as tile_basis, and in span order tb.N[r][q] =
@@ -62,7 +65,7 @@ inline void tile_derivative_bases(TileBasis<T>& tb, int n, const T* t, int64_t n
         V u = V{};
         for (int l = 0; l < m; ++l) u[l] = tb.u[tb.order[q + l]];
         derivative_bases_at(kn, u, K, d, D0, d1);
-        store_lanes<T, K + 1>(tb, q, m, D0, d1);
+        store_lanes<T, K + 1>(tb, q, D0, d1);
       }
       return;
     }
@@ -76,7 +79,7 @@ inline void tile_derivative_bases(TileBasis<T>& tb, int n, const T* t, int64_t n
             V x = vbroadcast(pad);
             for (int l = 0; l < m; ++l) x[l] = tb.x[tb.order[at + q + l]];
             derivative_bases_at(kn, x, K, d, D0, d1);
-            store_lanes<T, K + 1>(tb, at + q, m, D0, d1);
+            store_lanes<T, K + 1>(tb, at + q, D0, d1);
           }
         };
         if (repeated)
@@ -196,6 +199,123 @@ inline void derivative_backward_tile(const DerivativeProblem<T>& p, int64_t i,
   }
 }
 
+constexpr int64_t kNarrowOut = 8;  // outputs up to which the backward tile is the narrow one
+
+// Lanes 0..m-1 of the L values at src, the others 0: one full vector load (src must have
+// L readable values; a per-lane copy of m became a `rep movs`, most of the tile's time).
+template <typename T>
+PYKAN_INLINE typename Vec<T>::V first_lanes(const T* src, int m) {
+  using V = typename Vec<T>::V;
+  constexpr int L = Vec<T>::L;
+  const V v = *reinterpret_cast<const typename Vec<T>::U*>(src);
+  if (m == L) return v;
+  V lane;
+  for (int l = 0; l < L; ++l) lane[l] = T(l);
+  const auto keep = lane < (V{} + T(m));  // all-ones bits in the kept lanes
+  using Bits = decltype(keep);
+  return (V)((Bits)v & keep);  // vector casts reinterpret the bits
+}
+
+// The narrow tile reads whole vectors of tb.N from any column below kDerivativeTile.
+static_assert(kDerivativeTile + Vec<double>::L <= kTile && kDerivativeTile + Vec<float>::L <= kTile,
+              "TileBasis rows too short for the narrow tile's vector loads");
+
+// derivative_backward_tile for out <= kNarrowOut, where the scalar loops over out cost
+// more than their multiply-adds: per run of samples with one span (the same k+1 weight
+// rows, kept in registers), a SIMD vector of samples at a time, T_d and T_d+1 from the
+// rows broadcast, and the weight gradient summed per lane over the run, then across
+// lanes in a fixed order.  O = out at compile time (runtime loops over out kept the
+// accumulators out of registers: block copies took most of the time).
+template <typename T, int K, int O>
+inline void derivative_backward_tile_narrow(const DerivativeProblem<T>& p, int64_t i,
+                                            const TileBasis<T>& tb, int64_t b0, int n,
+                                            const T* grad_y, T* t0, T* t1, T* gw_i) {
+  using V = typename Vec<T>::V;
+  constexpr int L = Vec<T>::L;
+  constexpr int outs = O;
+  const int64_t nb = p.n_basis(), out = O, in = p.in;
+  const T* wi = p.spline_weight + i * nb * out;
+  for_each_span_run(tb.span, tb.order, n, [&](int at, int run, int64_t s) PYKAN_LAMBDA_INLINE {
+    if (s < 0) {  // outside the grid: the bases are 0
+      for (int q = at; q < at + run; ++q) {
+        const int b = tb.order[q];
+        const int64_t row = b0 + b;
+        if (t0) t0[row * in + i] = p.order == 0 ? T(0) : nan_unless_finite(tb.x[b], T(0));
+        if (t1) t1[row * in + i] = nan_unless_finite(tb.x[b], T(0));
+      }
+      return;
+    }
+    T w[K + 1][O];  // weight rows s-k .. s; 0 past the ends (no coefficient)
+    for (int r = 0; r <= K; ++r) {
+      const int64_t j = s - K + r;
+      for (int o = 0; o < outs; ++o) w[r][o] = j >= 0 && j < nb ? wi[j * out + o] : T(0);
+    }
+    V acc[K + 1][O];
+    if (gw_i)
+      for (int r = 0; r <= K; ++r)
+        for (int o = 0; o < outs; ++o) acc[r][o] = V{};
+    for (int q0 = 0; q0 < run; q0 += L) {
+      const int m = run - q0 < L ? run - q0 : L;
+      V gy[O], scale = V{} + T(1);
+      for (int o = 0; o < outs; ++o) gy[o] = V{};  // unused lanes: 0, add nothing to acc
+      for (int l = 0; l < m; ++l) {
+        const int64_t row = b0 + tb.order[at + q0 + l];
+        for (int o = 0; o < outs; ++o) gy[o][l] = grad_y[row * out + o];
+        if (p.row_scale) scale[l] = p.row_scale[row * in + i];
+      }
+      V N[K + 1], dN[K + 1];
+      for (int r = 0; r <= K; ++r) {
+        N[r] = first_lanes(&tb.N[r][at + q0], m);
+        dN[r] = t1 ? first_lanes(&tb.dN[r][at + q0], m) : V{};
+      }
+      if (t0 || t1) {
+        V v0 = V{}, v1 = V{};
+        for (int r = 0; r <= K; ++r) {
+          V g = V{};
+          for (int o = 0; o < outs; ++o) g += w[r][o] * gy[o];
+          v0 += N[r] * g;
+          if (t1) v1 += dN[r] * g;
+        }
+        for (int l = 0; l < m; ++l) {
+          const int b = tb.order[at + q0 + l];
+          const int64_t row = b0 + b;
+          if (t0) t0[row * in + i] = p.order == 0 ? v0[l] : nan_unless_finite(tb.x[b], v0[l]);
+          if (t1) t1[row * in + i] = nan_unless_finite(tb.x[b], v1[l]);
+        }
+      }
+      if (gw_i)
+        for (int r = 0; r <= K; ++r) {
+          const V sn = N[r] * scale;
+          for (int o = 0; o < outs; ++o) acc[r][o] += sn * gy[o];
+        }
+    }
+    if (gw_i)
+      for (int r = 0; r <= K; ++r) {
+        const int64_t j = s - K + r;
+        if (j < 0 || j >= nb) continue;
+        for (int o = 0; o < outs; ++o) gw_i[j * out + o] += Vec<T>::hsum(acc[r][o]);
+      }
+  });
+}
+
+// The narrow tile for out <= kNarrowOut (k at compile time), else the per-sample one.
+template <typename T, int K>
+inline void derivative_backward_tile_for(const DerivativeProblem<T>& p, int64_t i,
+                                         const TileBasis<T>& tb, int64_t b0, int n,
+                                         const T* grad_y, T* t0, T* t1, T* gw_i) {
+  if constexpr (K > 0) {
+    switch (p.out) {
+#define PYKAN_NARROW(O) \
+      case O: return derivative_backward_tile_narrow<T, K, O>(p, i, tb, b0, n, grad_y, t0, t1, gw_i);
+      PYKAN_NARROW(1) PYKAN_NARROW(2) PYKAN_NARROW(3) PYKAN_NARROW(4)
+      PYKAN_NARROW(5) PYKAN_NARROW(6) PYKAN_NARROW(7) PYKAN_NARROW(8)
+#undef PYKAN_NARROW
+      default: break;
+    }
+  }
+  derivative_backward_tile<T, K>(p, i, tb, b0, n, grad_y, t0, t1, gw_i);
+}
+
 // With the weight gradient each input owns its rows (one thread sums them over the batch
 // in a fixed order); T alone splits (input, tile) pairs.  Thread count never changes a bit.
 template <typename T, int K>
@@ -220,7 +340,7 @@ void derivative_backward_k(const DerivativeProblem<T>& p, const T* grad_y, T* t0
         const int64_t b0 = tile * kDerivativeTile;
         const int n = static_cast<int>(p.batch - b0 < kDerivativeTile ? p.batch - b0 : kDerivativeTile);
         derivative_tile_for_input<T, K>(p, knots, *tb, b0, n, i, t1 != nullptr);
-        derivative_backward_tile<T, K>(p, i, *tb, b0, n, grad_y, t0, t1, gw_i);
+        derivative_backward_tile_for<T, K>(p, i, *tb, b0, n, grad_y, t0, t1, gw_i);
       }
     }
     __builtin_free(tb);

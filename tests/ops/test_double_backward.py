@@ -23,6 +23,11 @@ CASES = [  # (batch, in, out, G, k, grid kind)
     (3, 3, 2, 7, 5, "uniform"),
 ]
 IDS = [f"B{b}-in{i}-out{o}-G{g}-k{k}-{kind}" for b, i, o, g, k, kind in CASES]
+# Several tiles of 256 samples and full SIMD vectors of samples; both backward tiles
+# (out <= 8: the narrow one, a vector of samples per weight row; out > 8: per sample).
+LARGE = [(600, 3, 4, 5, 3, "uniform"), (530, 2, 2, 40, 3, "random"),
+         (300, 2, 11, 6, 2, "random"), (290, 1, 8, 7, 5, "uniform")]
+LARGE_IDS = [f"B{b}-in{i}-out{o}-G{g}-k{k}-{kind}" for b, i, o, g, k, kind in LARGE]
 
 
 def _case(batch, in_dim, out_dim, num, k, kind, dtype=torch.float64, seed=0):
@@ -51,7 +56,7 @@ def _reference_derivative_bases(x, grid, k, order):
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-@pytest.mark.parametrize("case_args", CASES, ids=IDS)
+@pytest.mark.parametrize("case_args", CASES + LARGE, ids=IDS + LARGE_IDS)
 def test_derivative_ops_match_dense_reference(case_args, dtype):
     case = _case(*case_args, dtype=dtype)
     k = case_args[4]
@@ -124,7 +129,7 @@ def test_third_order_matches_reference(case_args):
 
 
 @pytest.mark.parametrize("order", [0, 1, 2, 3])
-@pytest.mark.parametrize("case_args", CASES[1:4], ids=IDS[1:4])
+@pytest.mark.parametrize("case_args", CASES[1:4] + LARGE, ids=IDS[1:4] + LARGE_IDS)
 def test_derivative_backward_same_on_one_and_two_threads(restore_threads, case_args,
                                                           order):
     """One thread takes the single pass (each sample's bases serve T and the weight

@@ -168,8 +168,10 @@ def test_design_matrix_is_for_small_layers_only():
 
 def test_fit_with_the_design_matrix_follows_the_autograd_closure(monkeypatch):
     """Four float64 L-BFGS steps with grid updates: the trajectories separate only by
-    rounding, amplified by the line searches. (Not float32: there, at pykan's tolerances of
-    1e-32, one step already moves the loss by ~0.2% in this test, as any change of the
+    rounding, amplified by the line searches (~100x a step: 1e-10 after three steps and
+    1e-8 after four on an Intel Xeon with AVX-512, less on an AMD EPYC; one evaluation is
+    compared at 1e-13 elsewhere in this file). (Not float32: there, at pykan's tolerances
+    of 1e-32, one step already moves the loss by ~0.2% in this test, as any change of the
     order of a sum would; RESULTS.md compares the test RMSE over seeds instead.)"""
     dtype = torch.float64
     dataset = _dataset(dtype)
@@ -177,7 +179,7 @@ def test_fit_with_the_design_matrix_follows_the_autograd_closure(monkeypatch):
     histories = [_fit(_model(dtype), dataset, fused, monkeypatch, **kwargs)
                  for fused in (False, True)]
     for key in ("train_loss", "test_loss"):
-        assert np.allclose(histories[1][key], histories[0][key], rtol=1e-8, atol=0), key
+        assert np.allclose(histories[1][key], histories[0][key], rtol=1e-6, atol=0), key
 
 
 @pytest.mark.parametrize("case", ["mult", "symbolic", "labels", "foreign_param"])
