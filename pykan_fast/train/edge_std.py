@@ -71,16 +71,12 @@ class _Bases:
         return _chunks(i1 - i0, self.block)
 
     def values(self, x: torch.Tensor, i0: int, i1: int, order: int = 0) -> torch.Tensor:
-        """B^(order)_j(x[b, i]) `[b, i1-i0, n]` (x holds inputs i0:i1; order 0 or 1)."""
+        """B^(order)_j(x[b, i]) `[b, i1-i0, n]` (x holds inputs i0:i1; order 1 only with
+        the kernels)."""
         grid = self.grid[i0:i1]
         if self.impl is None:
-            if order == 0:
-                return b_batch(x, grid, self.k)
-            with torch.enable_grad():  # d/dx of each basis: one backward per basis
-                xg = x.detach().requires_grad_(True)
-                bases = b_batch(xg, grid, self.k)
-                return torch.stack([torch.autograd.grad(bases[:, :, j].sum(), xg, retain_graph=True)[0]
-                                    for j in range(self.n)], dim=2)
+            assert order == 0, "derivative bases need the kernels"
+            return b_batch(x, grid, self.k)
         parts = []
         for c0, c1 in self._blocks(i0, i1):
             c = c1 - c0
@@ -98,7 +94,15 @@ class _Bases:
 
         The derivative bases once (block-identity weights, as ``values``) and the
         contraction by torch: a kernel call with block-diagonal weights of the m outputs
-        did c times the useful work and cost ~4x this."""
+        did c times the useful work and cost ~4x this. Without the kernels: autograd
+        of the reference's bases."""
+        if self.impl is None:
+            with torch.enable_grad():
+                xg = x.detach().requires_grad_(True)
+                bases = b_batch(xg, self.grid[i0:i1], self.k)
+                per_q = torch.einsum("bij,ijq->biq", bases, weight)
+                (out,) = torch.autograd.grad(per_q, xg, grad)
+            return out
         per_basis = torch.einsum("biq,ijq->bij", grad, weight)
         out = (self.values(x, i0, i1, order=1) * per_basis).sum(2)
         return torch.where(torch.isfinite(x), out, torch.full_like(out, float("nan")))
