@@ -297,14 +297,13 @@ def save_edge_images(model, folder: str = "./figures", tick: bool = False, sampl
     from .png_canvas import BackgroundPngWriter
 
     panel = _EdgeImage(Figure, tick, sample, scale)
-    paths = []
     with BackgroundPngWriter() as writer:
         panel.canvas.writer = writer
-        _save_edges(model, acts, panel, folder, dpi, paths)
-    return paths
+        return _save_edges(model, acts, panel, folder, dpi)
 
 
-def _save_edges(model, acts, panel, folder: str, dpi: int, paths: list) -> None:
+def _save_edges(model, acts, panel, folder: str, dpi: int) -> list[str]:
+    paths = []
     for l in range(model.depth):
         for i in range(model.width_in[l]):
             xs = torch.sort(acts[l][:, i])[0]
@@ -317,6 +316,7 @@ def _save_edges(model, acts, panel, folder: str, dpi: int, paths: list) -> None:
                 path = os.path.join(folder, f"sp_{l}_{i}_{j}.png")
                 panel.save(path, xs, curves[:, j], color, visible, dpi)
                 paths.append(path)
+    return paths
 
 
 class _EdgeImage:

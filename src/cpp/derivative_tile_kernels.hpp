@@ -232,9 +232,8 @@ inline void derivative_backward_tile_narrow(const DerivativeProblem<T>& p, int64
                                             const T* grad_y, T* t0, T* t1, T* gw_i) {
   using V = typename Vec<T>::V;
   constexpr int L = Vec<T>::L;
-  constexpr int outs = O;
-  const int64_t nb = p.n_basis(), out = O, in = p.in;
-  const T* wi = p.spline_weight + i * nb * out;
+  const int64_t nb = p.n_basis(), in = p.in;
+  const T* wi = p.spline_weight + i * nb * O;
   for_each_span_run(tb.span, tb.order, n, [&](int at, int run, int64_t s) PYKAN_LAMBDA_INLINE {
     if (s < 0) {  // outside the grid: the bases are 0
       for (int q = at; q < at + run; ++q) {
@@ -248,19 +247,19 @@ inline void derivative_backward_tile_narrow(const DerivativeProblem<T>& p, int64
     T w[K + 1][O];  // weight rows s-k .. s; 0 past the ends (no coefficient)
     for (int r = 0; r <= K; ++r) {
       const int64_t j = s - K + r;
-      for (int o = 0; o < outs; ++o) w[r][o] = j >= 0 && j < nb ? wi[j * out + o] : T(0);
+      for (int o = 0; o < O; ++o) w[r][o] = j >= 0 && j < nb ? wi[j * O + o] : T(0);
     }
     V acc[K + 1][O];
     if (gw_i)
       for (int r = 0; r <= K; ++r)
-        for (int o = 0; o < outs; ++o) acc[r][o] = V{};
+        for (int o = 0; o < O; ++o) acc[r][o] = V{};
     for (int q0 = 0; q0 < run; q0 += L) {
       const int m = run - q0 < L ? run - q0 : L;
       V gy[O], scale = V{} + T(1);
-      for (int o = 0; o < outs; ++o) gy[o] = V{};  // unused lanes: 0, add nothing to acc
+      for (int o = 0; o < O; ++o) gy[o] = V{};  // unused lanes: 0, add nothing to acc
       for (int l = 0; l < m; ++l) {
         const int64_t row = b0 + tb.order[at + q0 + l];
-        for (int o = 0; o < outs; ++o) gy[o][l] = grad_y[row * out + o];
+        for (int o = 0; o < O; ++o) gy[o][l] = grad_y[row * O + o];
         if (p.row_scale) scale[l] = p.row_scale[row * in + i];
       }
       V N[K + 1], dN[K + 1];
@@ -272,7 +271,7 @@ inline void derivative_backward_tile_narrow(const DerivativeProblem<T>& p, int64
         V v0 = V{}, v1 = V{};
         for (int r = 0; r <= K; ++r) {
           V g = V{};
-          for (int o = 0; o < outs; ++o) g += w[r][o] * gy[o];
+          for (int o = 0; o < O; ++o) g += w[r][o] * gy[o];
           v0 += N[r] * g;
           if (t1) v1 += dN[r] * g;
         }
@@ -286,14 +285,14 @@ inline void derivative_backward_tile_narrow(const DerivativeProblem<T>& p, int64
       if (gw_i)
         for (int r = 0; r <= K; ++r) {
           const V sn = N[r] * scale;
-          for (int o = 0; o < outs; ++o) acc[r][o] += sn * gy[o];
+          for (int o = 0; o < O; ++o) acc[r][o] += sn * gy[o];
         }
     }
     if (gw_i)
       for (int r = 0; r <= K; ++r) {
         const int64_t j = s - K + r;
         if (j < 0 || j >= nb) continue;
-        for (int o = 0; o < outs; ++o) gw_i[j * out + o] += Vec<T>::hsum(acc[r][o]);
+        for (int o = 0; o < O; ++o) gw_i[j * O + o] += Vec<T>::hsum(acc[r][o]);
       }
   });
 }
@@ -312,6 +311,7 @@ inline void derivative_backward_tile_for(const DerivativeProblem<T>& p, int64_t 
 #undef PYKAN_NARROW
       default: break;
     }
+    static_assert(kNarrowOut == 8, "the cases above list out = 1 .. kNarrowOut");
   }
   derivative_backward_tile<T, K>(p, i, tb, b0, n, grad_y, t0, t1, gw_i);
 }

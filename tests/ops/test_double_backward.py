@@ -22,13 +22,19 @@ CASES = [  # (batch, in, out, G, k, grid kind)
     (4, 2, 5, 6, 4, "random"),
     (3, 3, 2, 7, 5, "uniform"),
 ]
-IDS = [f"B{b}-in{i}-out{o}-G{g}-k{k}-{kind}" for b, i, o, g, k, kind in CASES]
+
+
+def _ids(cases):
+    return [f"B{b}-in{i}-out{o}-G{g}-k{k}-{kind}" for b, i, o, g, k, kind in cases]
+
+
+IDS = _ids(CASES)
 # Several tiles of 256 samples and full SIMD vectors of samples; both backward tiles
 # (out <= 8: the narrow one, a vector of samples per weight row; out > 8: per sample).
 LARGE = [(600, 3, 4, 5, 3, "uniform"), (530, 2, 2, 40, 3, "random"),
          (300, 2, 11, 6, 2, "random"), (290, 1, 8, 7, 5, "uniform"),
          (280, 1, 3, 520, 3, "random")]  # past 512 knots the tile is not span-sorted
-LARGE_IDS = [f"B{b}-in{i}-out{o}-G{g}-k{k}-{kind}" for b, i, o, g, k, kind in LARGE]
+LARGE_IDS = _ids(LARGE)
 
 
 def _case(batch, in_dim, out_dim, num, k, kind, dtype=torch.float64, seed=0):

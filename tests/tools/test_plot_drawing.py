@@ -79,7 +79,7 @@ class _NoCache(dict):
 
 
 @pytest.mark.parametrize("sample", [False, True])
-def test_edge_images_reuse_of_the_tight_crop_changes_no_byte(tmp_path, monkeypatch, sample,
+def test_edge_images_reuse_of_the_tight_crop_matches_a_fresh_crop(tmp_path, monkeypatch, sample,
                                                             float64_default):
     """The per-edge files written with the first edge's tight crop reused (and encoded on
     the writer thread) are those written with a fresh tight crop, synchronously, for
