@@ -494,9 +494,13 @@ CPU_SHAPES = [
     (64, 2, 3, 1000, 3, "large-G"),
     (40, 1, 2, 1000, 1, "large-G"),
     (4100, 3, 2, 5, 3, "batch-chunks"),
-    # Span search: knots counted in SIMD lanes up to 64 of them, binary search beyond;
-    # out 9 is under one vector of float32 outputs and over one of float64.
+    # Span search: knots counted in SIMD lanes up to 64 of them (uniform ones up to 32),
+    # binary search beyond, find_span's guess for uniform knots past 32; out 9 is under
+    # one vector of float32 outputs and over one of float64.
     (130, 2, 9, 100, 3, "binary-search"),
+    (130, 2, 5, 40, 3, "guessed-span"),
+    # Forward tiles of 512 samples past 16 bases: two full tiles and a partial one.
+    (1100, 2, 17, 20, 3, "long-tiles"),
     (130, 3, 17, 20, 2, "wide-out"),
     (300, 3, 1, 7, 2, "one-output"),
     (10, 2, 3, 4, 7, "runtime-k"),
