@@ -41,6 +41,9 @@ while True:
 """
 
 
+LOAD_UNSET_ENV = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT", "OMP_DYNAMIC", "PYKAN_FAST_THREADS")
+
+
 class BackgroundLoad:
     """The load process, started on entry (and given a moment to reach its loop) and
     killed on exit."""
@@ -49,7 +52,9 @@ class BackgroundLoad:
         self.warmup_s, self.proc = warmup_s, None
 
     def __enter__(self):
-        env = dict(os.environ, OMP_NUM_THREADS="2")
+        # The load is the same ordinary process whatever this one's OpenMP settings.
+        env = {k: v for k, v in os.environ.items() if k not in LOAD_UNSET_ENV}
+        env["OMP_NUM_THREADS"] = "2"
         self.proc = subprocess.Popen([sys.executable, "-c", LOAD_SCRIPT], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(self.warmup_s)
