@@ -156,17 +156,27 @@ class _KanForwardEager(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, grid, spline_weight, base_weight, k, base, backend):
         _kan_forward_setup(ctx, (x, grid, spline_weight, base_weight, k, base, backend), None)
-        return _impl(backend).forward(x, grid, spline_weight, base_weight, k, base)
+        impl, ctx.base_values = _impl(backend), None
+        if backend == "cpu" and base == SILU:
+            # SiLU(x) once: the forward reads it and a plain backward reuses it.
+            ctx.base_values = impl.silu(x)
+            return impl.forward(x, grid, spline_weight, base_weight, k, base, ctx.base_values)
+        return impl.forward(x, grid, spline_weight, base_weight, k, base)
 
     @staticmethod
     def backward(ctx, grad_y):
-        return _layer_backward(ctx, grad_y, _kan_backward_direct, EAGER_OPS)
+        def first_order(*args):
+            return _kan_backward_direct(*args, base_values=ctx.base_values)
+
+        return _layer_backward(ctx, grad_y, first_order, EAGER_OPS)
 
 
 def _kan_backward_direct(x, grid, spline_weight, base_weight, grad_y, k, base, backend,
-                         need_x, need_spline, need_base):
+                         need_x, need_spline, need_base, base_values=None):
+    """``base_values``: SiLU(x) kept from the forward (CPU backend only)."""
+    extra = {} if base_values is None else {"base_values": base_values}
     gx, gw, gb = _impl(backend).backward(x, grid, spline_weight, base_weight, grad_y, k, base,
-                                         need_x, need_spline, need_base and base != 0)
+                                         need_x, need_spline, need_base and base != 0, **extra)
     if need_base and gb is None:
         gb = torch.zeros_like(base_weight)
     return gx, gw, gb

@@ -6,6 +6,7 @@ import torch
 
 from .._compiled import C
 from .kernel_codes import SILU
+from .threads import serial_torch
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -35,13 +36,15 @@ def _view(t: torch.Tensor):
 def silu(x: torch.Tensor) -> torch.Tensor:
     """SiLU(x) with torch's vectorised exp: the kernels read it instead of calling a scalar
     exp per (sample, input) (a third of the backward's overhead)."""
-    return torch.nn.functional.silu(x.detach())
+    with serial_torch(x.numel()):
+        return torch.nn.functional.silu(x.detach())
 
 
 def silu_grad(x: torch.Tensor) -> torch.Tensor:
     """SiLU'(x) in one vectorised op (aten's silu_backward with a unit gradient)."""
     x = x.detach()
-    return torch.ops.aten.silu_backward(x.new_ones(()).expand_as(x), x)
+    with serial_torch(x.numel()):
+        return torch.ops.aten.silu_backward(x.new_ones(()).expand_as(x), x)
 
 
 def forward(x, grid, spline_weight, base_weight, k: int, base: int,

@@ -9,6 +9,7 @@ from .autograd import kan_layer_op
 from .checks import check_layer_args
 from .kernel_codes import FUSED_BASE, NO_BASE
 from .reference import kan_layer_reference, resolve_base_fun
+from .threads import serial_torch
 
 __all__ = ["kan_layer", "fold_weights", "fold_weights_backward"]
 
@@ -46,6 +47,37 @@ def fold_weights_backward(grad_spline_weight, grad_base_weight, coef, scale_sp, 
     if need_scale_base:
         grad_scale_base = grad_base_weight if mask is None else grad_base_weight * mask
     return grad_coef, grad_scale_base, grad_scale_sp
+
+
+class _FoldWeights(torch.autograd.Function):
+    """:func:`fold_weights` with :func:`fold_weights_backward` as its backward: the same
+    products, but both directions run as the library's own ops under ``serial_torch``
+    (through autograd each product's backward is a parallel region of the engine's). The
+    backward is written in differentiable ops, so ``create_graph=True`` still works."""
+
+    @staticmethod
+    def forward(ctx, coef, scale_base, scale_sp, mask):
+        ctx.save_for_backward(coef, scale_sp, mask)
+        with serial_torch(coef.numel()):
+            return fold_weights(coef, scale_base, scale_sp, mask)
+
+    @staticmethod
+    def backward(ctx, grad_spline_weight, grad_base_weight):
+        coef, scale_sp, mask = ctx.saved_tensors
+        need_coef, need_scale_base, need_scale_sp = ctx.needs_input_grad[:3]
+        with serial_torch(coef.numel()):
+            grads = fold_weights_backward(grad_spline_weight, grad_base_weight, coef, scale_sp,
+                                          mask, need_coef, need_scale_base, need_scale_sp)
+        return (*grads, None)
+
+
+def _fold(coef, scale_base, scale_sp, mask):
+    """The kernels' weights: through :class:`_FoldWeights` in eager mode, as plain ops
+    while torch.compile traces or when the mask itself is trained (its gradient is not
+    in fold_weights_backward)."""
+    if _compiling() or (mask is not None and mask.requires_grad):
+        return fold_weights(coef, scale_base, scale_sp, mask)
+    return _FoldWeights.apply(coef, scale_base, scale_sp, mask)
 
 
 def kan_layer(x, grid, coef, scale_base, scale_sp, mask, k: int = 3, base_fun="silu",
@@ -102,7 +134,7 @@ def _dispatch(name, x, grid, coef, scale_base, scale_sp, mask, k, base_fun, base
         x, grid, coef, scale_base, scale_sp, mask = (
             t.to(compute) for t in (x, grid, coef, scale_base, scale_sp, mask))
 
-    spline_weight, base_weight = fold_weights(coef, scale_base, scale_sp, mask)
+    spline_weight, base_weight = _fold(coef, scale_base, scale_sp, mask)
     fused_code = FUSED_BASE.get(base_fun) if isinstance(base_fun, str) else None
     y = kan_layer_op(x.contiguous(), grid.contiguous(), spline_weight, base_weight, k,
                      fused_code or NO_BASE, name)

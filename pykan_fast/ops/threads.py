@@ -14,6 +14,13 @@ import contextlib
 
 import torch
 
+# Elements below which the torch ops the library issues around a kernel call (SiLU, the
+# weight folding and its chain rule) run on one thread: memory-bound work of at most a few
+# milliseconds there, while on a busy machine each parallel region can wait a scheduler
+# time slice for a descheduled partner (a 256 -> 256 layer step at batch 4096: ~12 such
+# regions, 7 ms unloaded, 25-110 ms under load; bench/RESULTS.md, "Busy machine").
+SERIAL_ELEMENTS = 1 << 21
+
 # Multiply-adds of one model evaluation (batch x edges x (k+1)) below which a whole job
 # runs on one thread: the demo's [2, 5, 1] model at batch 1000 does ~6e4, a 256 -> 256
 # layer at batch 4096 ~1e9.
@@ -21,11 +28,11 @@ SERIAL_JOB_WORK = 1 << 22
 
 
 @contextlib.contextmanager
-def threads_for(work: int):
-    """Run the block on one torch thread when ``work`` is below ``SERIAL_JOB_WORK``,
-    else on ``torch.get_num_threads()``; the caller's setting is restored afterwards."""
+def _one_thread_if(small: bool):
+    """One torch thread for the block when ``small``, else the caller's count (yielded);
+    the caller's setting is restored afterwards."""
     threads = torch.get_num_threads()
-    if threads == 1 or work >= SERIAL_JOB_WORK:
+    if threads == 1 or not small:
         yield threads
         return
     torch.set_num_threads(1)
@@ -33,6 +40,19 @@ def threads_for(work: int):
         yield 1
     finally:
         torch.set_num_threads(threads)
+
+
+def threads_for(work: int):
+    """Run the block on one torch thread when ``work`` is below ``SERIAL_JOB_WORK``,
+    else on ``torch.get_num_threads()``; yields the count in use."""
+    return _one_thread_if(work < SERIAL_JOB_WORK)
+
+
+def serial_torch(numel: int):
+    """One torch thread for the block when ``numel`` (the largest tensor it touches) is
+    below ``SERIAL_ELEMENTS``. Never around a kernel call: the kernels take their count
+    from ``torch.get_num_threads()``."""
+    return _one_thread_if(numel < SERIAL_ELEMENTS)
 
 
 def model_work(model, batch: int) -> int:

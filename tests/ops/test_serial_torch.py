@@ -1,0 +1,117 @@
+"""The torch ops around a layer's kernels (SiLU, weight folding and its chain rule) run on
+one torch thread when small (issue 15, point 0: each parallel region waits for a
+descheduled partner on a busy machine), the kernels keep their threads, the caller's
+count comes back, and the gradients are those autograd forms through the plain fold."""
+
+import pytest
+import torch
+
+import pykan_fast as pf
+from pykan_fast.ops import cpu_backend
+from pykan_fast.ops import functional
+from pykan_fast.ops.threads import SERIAL_ELEMENTS, serial_torch
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_serial_torch_below_and_above_the_threshold(two_threads):
+    with serial_torch(SERIAL_ELEMENTS - 1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    with serial_torch(SERIAL_ELEMENTS):
+        assert torch.get_num_threads() == 2
+    with pytest.raises(RuntimeError):
+        with serial_torch(10):
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == 2
+
+
+def test_layer_step_threads(two_threads, monkeypatch):
+    """SiLU and the folding run on one thread, the kernels on two, and the count is
+    restored after the forward and the backward."""
+    seen = {"silu": [], "fold": [], "kernel": []}
+    real_fold = functional.fold_weights
+    real_forward, real_backward = cpu_backend.C.forward, cpu_backend.C.backward
+
+    class RecordingC:
+        def __getattr__(self, name):
+            return getattr(real_c, name)
+
+        def forward(self, *args):
+            seen["kernel"].append(args[7])
+            return real_forward(*args)
+
+        def backward(self, *args):
+            seen["kernel"].append(args[10])
+            return real_backward(*args)
+
+    real_c = cpu_backend.C
+    monkeypatch.setattr(cpu_backend, "C", RecordingC())
+
+    def recording_fold(*args):
+        seen["fold"].append(torch.get_num_threads())
+        return real_fold(*args)
+
+    monkeypatch.setattr(functional, "fold_weights", recording_fold)
+    real_silu_fn = torch.nn.functional.silu
+
+    def recording_silu(x, *args, **kwargs):
+        seen["silu"].append(torch.get_num_threads())
+        return real_silu_fn(x, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "silu", recording_silu)
+    layer = pf.KANLayer(64, 64, grid=5, k=3)  # kernel work above SERIAL_WORK
+    x = torch.rand(512, 64) * 2 - 1
+    layer(x).sum().backward()
+    assert torch.get_num_threads() == 2
+    assert seen["fold"] == [1] and seen["silu"] == [1]  # SiLU once: the backward reuses it
+    assert seen["kernel"] == [2, 2]
+    assert layer.coef.grad is not None and layer.scale_sp.grad is not None
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("with_mask", [False, True])
+def test_fold_function_gradients_equal_autograd(dtype, with_mask):
+    g = torch.Generator().manual_seed(3)
+    coef = torch.randn(5, 4, 7, generator=g, dtype=dtype, requires_grad=True)
+    scale_base = torch.randn(5, 4, generator=g, dtype=dtype, requires_grad=True)
+    scale_sp = torch.randn(5, 4, generator=g, dtype=dtype, requires_grad=True)
+    mask = (torch.rand(5, 4, generator=g) > 0.3).to(dtype) if with_mask else None
+    grad_sw = torch.randn(5, 7, 4, generator=g, dtype=dtype)
+    grad_bw = torch.randn(5, 4, generator=g, dtype=dtype)
+    params = (coef, scale_base, scale_sp)
+
+    plain = functional.fold_weights(coef, scale_base, scale_sp, mask)
+    fused = functional._fold(coef, scale_base, scale_sp, mask)
+    for a, b in zip(plain, fused):
+        assert torch.equal(a, b)
+    want = torch.autograd.grad(plain, params, (grad_sw, grad_bw))
+    got = torch.autograd.grad(fused, params, (grad_sw, grad_bw))
+    for a, b in zip(want, got):
+        assert torch.equal(a, b)
+
+
+def test_fold_function_double_backward():
+    """create_graph through the fold: second derivatives as autograd's (float64)."""
+    g = torch.Generator().manual_seed(4)
+    coef = torch.randn(3, 2, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    scale_base = torch.randn(3, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    scale_sp = torch.randn(3, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    params = (coef, scale_base, scale_sp)
+    torch.autograd.gradcheck(lambda *p: functional._fold(*p, None), params)
+    torch.autograd.gradgradcheck(lambda *p: functional._fold(*p, None), params)
+
+
+def test_trained_mask_takes_the_plain_fold():
+    mask = torch.ones(3, 2, dtype=torch.float64, requires_grad=True)
+    coef = torch.randn(3, 2, 6, dtype=torch.float64)
+    sw, bw = functional._fold(coef, torch.ones(3, 2, dtype=torch.float64),
+                              torch.ones(3, 2, dtype=torch.float64), mask)
+    (grad_mask,) = torch.autograd.grad(sw.sum() + bw.sum(), mask)
+    assert torch.allclose(grad_mask, coef.sum(-1) + 1)
