@@ -115,3 +115,25 @@ def test_trained_mask_takes_the_plain_fold():
                               torch.ones(3, 2, dtype=torch.float64), mask)
     (grad_mask,) = torch.autograd.grad(sw.sum() + bw.sum(), mask)
     assert torch.allclose(grad_mask, coef.sum(-1) + 1)
+
+
+def test_fused_stack_folds_on_one_thread(two_threads, monkeypatch):
+    """The model's fused stack folds the weights and applies their chain rule on one
+    thread too, and gives the count back."""
+    import pykan_fast.nn.stack as stack
+
+    seen = []
+
+    def recording(real):
+        def wrapper(*args):
+            seen.append(torch.get_num_threads())
+            return real(*args)
+        return wrapper
+
+    monkeypatch.setattr(stack, "fold_weights", recording(stack.fold_weights))
+    monkeypatch.setattr(stack, "fold_weights_backward", recording(stack.fold_weights_backward))
+    model = pf.KAN([8, 16, 1], grid=5, k=3, seed=0)
+    x = torch.rand(300, 8) * 2 - 1
+    model(x).sum().backward()
+    assert len(seen) == 4 and set(seen) == {1}  # two layers, forward and backward
+    assert torch.get_num_threads() == 2
