@@ -12,6 +12,14 @@ from pykan_fast.ops import functional
 from pykan_fast.ops.threads import SERIAL_ELEMENTS, serial_torch
 
 
+def recording(real, seen: list):
+    """``real`` that first appends the torch thread count it runs under to ``seen``."""
+    def wrapper(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+    return wrapper
+
+
 @pytest.fixture
 def two_threads():
     before = torch.get_num_threads()
@@ -36,7 +44,6 @@ def test_layer_step_threads(two_threads, monkeypatch):
     """SiLU and the folding run on one thread, the kernels on two, and the count is
     restored after the forward and the backward."""
     seen = {"silu": [], "fold": [], "kernel": []}
-    real_fold = functional.fold_weights
     real_forward, real_backward = cpu_backend.C.forward, cpu_backend.C.backward
 
     class RecordingC:
@@ -54,18 +61,10 @@ def test_layer_step_threads(two_threads, monkeypatch):
     real_c = cpu_backend.C
     monkeypatch.setattr(cpu_backend, "C", RecordingC())
 
-    def recording_fold(*args):
-        seen["fold"].append(torch.get_num_threads())
-        return real_fold(*args)
-
-    monkeypatch.setattr(functional, "fold_weights", recording_fold)
-    real_silu_fn = torch.nn.functional.silu
-
-    def recording_silu(x, *args, **kwargs):
-        seen["silu"].append(torch.get_num_threads())
-        return real_silu_fn(x, *args, **kwargs)
-
-    monkeypatch.setattr(torch.nn.functional, "silu", recording_silu)
+    monkeypatch.setattr(functional, "fold_weights",
+                        recording(functional.fold_weights, seen["fold"]))
+    monkeypatch.setattr(torch.nn.functional, "silu",
+                        recording(torch.nn.functional.silu, seen["silu"]))
     layer = pf.KANLayer(64, 64, grid=5, k=3)  # kernel work above SERIAL_WORK
     x = torch.rand(512, 64) * 2 - 1
     layer(x).sum().backward()
@@ -123,15 +122,9 @@ def test_fused_stack_folds_on_one_thread(two_threads, monkeypatch):
     import pykan_fast.nn.stack as stack
 
     seen = []
-
-    def recording(real):
-        def wrapper(*args):
-            seen.append(torch.get_num_threads())
-            return real(*args)
-        return wrapper
-
-    monkeypatch.setattr(stack, "fold_weights", recording(stack.fold_weights))
-    monkeypatch.setattr(stack, "fold_weights_backward", recording(stack.fold_weights_backward))
+    monkeypatch.setattr(stack, "fold_weights", recording(stack.fold_weights, seen))
+    monkeypatch.setattr(stack, "fold_weights_backward",
+                        recording(stack.fold_weights_backward, seen))
     model = pf.KAN([8, 16, 1], grid=5, k=3, seed=0)
     x = torch.rand(300, 8) * 2 - 1
     model(x).sum().backward()
