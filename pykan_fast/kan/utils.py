@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..tools.derivatives import batch_hessian, batch_jacobian
 from ..tools.symbolic.fitting import fit_params
 from ..tools.symbolic.formula import ex_round
 from ..tools.symbolic.library import SYMBOLIC_LIB, add_symbolic
@@ -69,28 +70,6 @@ def augment_input(orig_vars, aux_vars, x):
         value = np.asarray(lambdify(orig_vars, var, "numpy")(*columns))
         aux.append(torch.from_numpy(np.broadcast_to(value, columns[0].shape).copy()).to(x.device))
     return torch.cat(aux + [x], dim=1) if aux else x
-
-
-def batch_jacobian(func, x: torch.Tensor, create_graph: bool = False, mode: str = "scalar"):
-    """Per-sample Jacobian of ``func`` (rows independent): ``'scalar'`` `[B, n]` of the
-    first output, ``'vector'`` `[B, m, n]`."""
-    if mode not in ("scalar", "vector"):
-        raise ValueError(f"mode: expected 'scalar' or 'vector', got {mode!r}")
-
-    def summed(x):
-        return func(x).sum(dim=0)
-
-    jac = torch.autograd.functional.jacobian(summed, x, create_graph=create_graph)
-    return jac[0] if mode == "scalar" else jac.permute(1, 0, 2)
-
-
-def batch_hessian(model, x: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
-    """Per-sample Hessian `[B, n, n]` of the first output of ``model``."""
-    def summed_jacobian(x):
-        return batch_jacobian(model, x, create_graph=True).sum(dim=0)
-
-    return torch.autograd.functional.jacobian(summed_jacobian, x,
-                                              create_graph=create_graph).permute(1, 0, 2)
 
 
 def _pykan_parameters(model) -> list[tuple[str, torch.Tensor]]:

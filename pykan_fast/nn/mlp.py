@@ -156,11 +156,11 @@ class MLP(nn.Module):
         (``lamb > 0``) needs ``save_act``. ``threads``: torch threads for the loop, as
         :func:`pykan_fast.train.fit.fit` ('auto': one for small problems, where a second
         thread only waits; an int; None: unchanged)."""
-        from ..train.threads import threads_for
+        from ..ops.threads import training_threads
 
         n_params = sum(p.numel() for p in self.parameters())
         batch_rows = dataset["train_input"].shape[0] if batch == -1 else batch
-        with threads_for(threads, batch_rows, n_params):
+        with training_threads(threads, batch_rows * n_params):
             return self._fit(dataset, opt, steps, log, lamb, lamb_l1, lamb_entropy, loss_fn, lr,
                              batch, metrics, reg_metric, display_metrics, progress)
 

@@ -28,7 +28,6 @@ from ..ops import cpu_backend as cpu
 from ..ops.checks import check_layer_args
 from ..ops.functional import fold_weights, fold_weights_backward
 from ..ops.kernel_codes import SILU
-from ..ops.threads import serial_torch
 from .nodes import node_step
 
 __all__ = ["supported", "stack_forward", "LossEvaluator"]
@@ -109,9 +108,8 @@ def _layer_forward(layer: _Layer, h: torch.Tensor, p: dict, base_values=None, de
     """One layer of the stack: (its nodes, the tensors its backward reads, LAYER_SAVED
     order). ``base_values``: SiLU of h when the caller has it. ``design``: h's
     :class:`_Design`, computing the layer as a product instead of the kernels."""
-    with serial_torch(p["coef"].numel()):
-        spline_weight, base_weight = fold_weights(p["coef"], p["scale_base"], p["scale_sp"],
-                                                  None if layer.unit_mask else layer.mask)
+    spline_weight, base_weight = fold_weights(p["coef"], p["scale_base"], p["scale_sp"],
+                                              None if layer.unit_mask else layer.mask)
     h_in = h.contiguous()
     if base_values is None:
         base_values = cpu.silu(h_in)  # kept for the backward
@@ -157,10 +155,9 @@ def _layer_backward(layer: _Layer, g: torch.Tensor, p: dict, s: dict, need: dict
             s["h_in"], layer.grid, s["spline_weight"], s["base_weight"], g.contiguous(),
             layer.k, SILU, need_x, want_spline, need["scale_base"], s["base_values"],
             base_grads)
-    with serial_torch(p["coef"].numel()):
-        grad["coef"], grad["scale_base"], grad["scale_sp"] = fold_weights_backward(
-            g_spline, g_base, p["coef"], p["scale_sp"], None if layer.unit_mask else layer.mask,
-            need["coef"], need["scale_base"], need["scale_sp"])
+    grad["coef"], grad["scale_base"], grad["scale_sp"] = fold_weights_backward(
+        g_spline, g_base, p["coef"], p["scale_sp"], None if layer.unit_mask else layer.mask,
+        need["coef"], need["scale_base"], need["scale_sp"])
     return grad, gx
 
 

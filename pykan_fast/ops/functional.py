@@ -19,12 +19,15 @@ def fold_weights(coef, scale_base, scale_sp, mask):
     """Kernel weights: spline_weight `[in, G+k, out]` = coef * scale_sp * mask (transposed
     so `out` is contiguous) and base_weight `[in, out]` = scale_base * mask.
     ``mask=None`` stands for a mask of ones (the caller has checked): a product by 1.0 is
-    exact, so skipping it gives the same bits with two fewer ops."""
-    if mask is None:
-        return (coef * scale_sp.unsqueeze(-1)).transpose(1, 2).contiguous(), scale_base.contiguous()
-    spline_weight = (coef * (scale_sp * mask).unsqueeze(-1)).transpose(1, 2).contiguous()
-    base_weight = (scale_base * mask).contiguous()
-    return spline_weight, base_weight
+    exact, so skipping it gives the same bits with two fewer ops. Small weights are folded
+    on one torch thread (``serial_torch``), as is the chain rule."""
+    with serial_torch(coef.numel()):
+        if mask is None:
+            spline_weight = (coef * scale_sp.unsqueeze(-1)).transpose(1, 2).contiguous()
+            return spline_weight, scale_base.contiguous()
+        spline_weight = (coef * (scale_sp * mask).unsqueeze(-1)).transpose(1, 2).contiguous()
+        base_weight = (scale_base * mask).contiguous()
+        return spline_weight, base_weight
 
 
 def fold_weights_backward(grad_spline_weight, grad_base_weight, coef, scale_sp, mask,
@@ -34,6 +37,13 @@ def fold_weights_backward(grad_spline_weight, grad_base_weight, coef, scale_sp, 
     `[in, G+k, out]`, base `[in, out]`) -> gradients of (coef, scale_base, scale_sp),
     None where not needed. The same products autograd forms through fold_weights
     (``mask=None``: a mask of ones, as there, whose exact products are skipped)."""
+    with serial_torch(coef.numel()):
+        return _fold_weights_backward(grad_spline_weight, grad_base_weight, coef, scale_sp,
+                                      mask, need_coef, need_scale_base, need_scale_sp)
+
+
+def _fold_weights_backward(grad_spline_weight, grad_base_weight, coef, scale_sp, mask,
+                           need_coef, need_scale_base, need_scale_sp):
     grad_coef = grad_scale_base = grad_scale_sp = None
     if need_coef or need_scale_sp:
         g_spline = grad_spline_weight.transpose(1, 2)  # [in, out, G+k], as coef
@@ -51,23 +61,21 @@ def fold_weights_backward(grad_spline_weight, grad_base_weight, coef, scale_sp, 
 
 class _FoldWeights(torch.autograd.Function):
     """:func:`fold_weights` with :func:`fold_weights_backward` as its backward: the same
-    products, but both directions run as the library's own ops under ``serial_torch``
+    products, but both directions run as the library's own ops, on one thread when small
     (through autograd each product's backward is a parallel region of the engine's). The
     backward is written in differentiable ops, so ``create_graph=True`` still works."""
 
     @staticmethod
     def forward(ctx, coef, scale_base, scale_sp, mask):
         ctx.save_for_backward(coef, scale_sp, mask)
-        with serial_torch(coef.numel()):
-            return fold_weights(coef, scale_base, scale_sp, mask)
+        return fold_weights(coef, scale_base, scale_sp, mask)
 
     @staticmethod
     def backward(ctx, grad_spline_weight, grad_base_weight):
         coef, scale_sp, mask = ctx.saved_tensors
         need_coef, need_scale_base, need_scale_sp = ctx.needs_input_grad[:3]
-        with serial_torch(coef.numel()):
-            grads = fold_weights_backward(grad_spline_weight, grad_base_weight, coef, scale_sp,
-                                          mask, need_coef, need_scale_base, need_scale_sp)
+        grads = fold_weights_backward(grad_spline_weight, grad_base_weight, coef, scale_sp,
+                                      mask, need_coef, need_scale_base, need_scale_sp)
         return (*grads, None)
 
 

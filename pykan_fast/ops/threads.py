@@ -1,4 +1,5 @@
-"""Thread counts suited to the work.
+"""Thread counts suited to the work: the library's own (``threads_for``, ``serial_torch``)
+and the training loops' ``threads=`` argument (``training_threads``).
 
 OpenMP threads spin-wait for each other; on a machine where another process holds a core,
 a parallel region over small tensors waits for a descheduled partner and runs 10-40x
@@ -28,31 +29,54 @@ SERIAL_JOB_WORK = 1 << 22
 
 
 @contextlib.contextmanager
-def _one_thread_if(small: bool):
-    """One torch thread for the block when ``small``, else the caller's count (yielded);
-    the caller's setting is restored afterwards."""
-    threads = torch.get_num_threads()
-    if threads == 1 or not small:
-        yield threads
+def _torch_threads(count: int | None):
+    """The block under ``count`` torch threads (None: the caller's), the caller's count
+    restored afterwards. Inside a torch.compile trace nothing is set: the traced ops must
+    not change the process's state."""
+    if count is None or torch.compiler.is_compiling():
+        yield
         return
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    if count == threads:
+        yield
+        return
+    torch.set_num_threads(count)
     try:
-        yield 1
+        yield
     finally:
         torch.set_num_threads(threads)
 
 
 def threads_for(work: int):
     """Run the block on one torch thread when ``work`` is below ``SERIAL_JOB_WORK``,
-    else on ``torch.get_num_threads()``; yields the count in use."""
-    return _one_thread_if(work < SERIAL_JOB_WORK)
+    else on ``torch.get_num_threads()``."""
+    return _torch_threads(1 if work < SERIAL_JOB_WORK else None)
 
 
 def serial_torch(numel: int):
     """One torch thread for the block when ``numel`` (the largest tensor it touches) is
     below ``SERIAL_ELEMENTS``. Never around a kernel call: the kernels take their count
     from ``torch.get_num_threads()``."""
-    return _one_thread_if(numel < SERIAL_ELEMENTS)
+    return _torch_threads(1 if numel < SERIAL_ELEMENTS else None)
+
+
+def check_threads(threads) -> None:
+    """The ``threads=`` argument of the training loops: ``"auto"``, None or an int >= 1."""
+    if threads == "auto" or threads is None:
+        return
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads: expected 'auto', None or a positive int, got {threads!r}")
+
+
+def training_threads(threads, work: int):
+    """The block under the training loops' ``threads=`` argument: an int, that many torch
+    threads; ``"auto"``, :func:`threads_for` ``(work)``; None, unchanged. ``work``:
+    samples x trained parameters per step (a training step's multiply-adds, to the same
+    threshold as a model evaluation's)."""
+    check_threads(threads)
+    if threads == "auto":
+        return threads_for(work)
+    return _torch_threads(threads)
 
 
 def model_work(model, batch: int) -> int:

@@ -38,21 +38,28 @@ def _grad(y: torch.Tensor, x: torch.Tensor, create_graph: bool) -> torch.Tensor:
     return torch.zeros_like(x) if g is None else g
 
 
-def _first_column(y: torch.Tensor, batch: int) -> torch.Tensor:
-    """pykan differentiates the first output only."""
+def _outputs(y: torch.Tensor, batch: int) -> torch.Tensor:
+    """``func``'s output as `[batch, outputs]`."""
     if not isinstance(y, torch.Tensor) or y.shape[:1] != (batch,):
         raise ValueError(f"func: expected an output [batch, outputs] with batch {batch}, "
                          f"got {getattr(y, 'shape', type(y).__name__)}")
-    return y.reshape(batch, -1)[:, 0]
+    return y.reshape(batch, -1)
 
 
-def batch_jacobian(func, x: torch.Tensor, create_graph: bool = False) -> torch.Tensor:
-    """`[B, n]`: ``d func(x)[b, 0] / d x[b, :]`` for every row b (pykan's
-    ``batch_jacobian``, mode 'scalar'). ``func``: a model or callable `[B, n] -> [B, m]`."""
+def batch_jacobian(func, x: torch.Tensor, create_graph: bool = False,
+                   mode: str = "scalar") -> torch.Tensor:
+    """Per-row Jacobians of ``func`` (a model or callable `[B, n] -> [B, m]`), as pykan's
+    ``batch_jacobian``: mode ``'scalar'``, `[B, n]` of the first output,
+    ``d func(x)[b, 0] / d x[b, :]`` (one pass); ``'vector'``, `[B, m, n]` (m passes)."""
+    if mode not in ("scalar", "vector"):
+        raise ValueError(f"mode: expected 'scalar' or 'vector', got {mode!r}")
     _check_x(x)
     with torch.enable_grad():
         xg = _input(x)
-        return _grad(_first_column(func(xg), x.shape[0]), xg, create_graph)
+        y = _outputs(func(xg), x.shape[0])
+        if mode == "scalar":
+            return _grad(y[:, 0], xg, create_graph)
+        return torch.stack([_grad(y[:, j], xg, create_graph) for j in range(y.shape[1])], dim=1)
 
 
 def batch_hessian(func, x: torch.Tensor, create_graph: bool = False) -> torch.Tensor:

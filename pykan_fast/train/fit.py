@@ -19,7 +19,7 @@ from .data_checks import check_dataset
 from .edge_std import edge_std
 from .guard import FiniteCheck, NonFiniteError, Snapshot, check_on_nonfinite
 from .lbfgs import LBFGS
-from .threads import check_threads, threads_for
+from ..ops.threads import check_threads, training_threads
 from ..nn.stack import LossEvaluator
 
 __all__ = ["fit", "fit_dataset", "regularization", "edge_std"]
@@ -164,7 +164,8 @@ def fit_dataset(model, dataset: dict, opt: str = "LBFGS", steps: int = 100, log:
     (``on_nonfinite="skip"``: the step is dropped, the optimizer state reset, and training
     goes on; its history entries are NaN). KeyboardInterrupt: the model is left at the
     last completed step and the history so far is returned. ``threads``: torch threads
-    for the loop ("auto": 1 for small work, see :mod:`pykan_fast.train.threads`).
+    for the loop ("auto": 1 for small work, see
+    :func:`pykan_fast.ops.threads.training_threads`).
     """
     if opt not in ("LBFGS", "Adam"):
         raise ValueError(f"opt: expected 'LBFGS' or 'Adam', got {opt!r}")
@@ -226,7 +227,7 @@ def fit_dataset(model, dataset: dict, opt: str = "LBFGS", steps: int = 100, log:
     n_params = sum(p.numel() for p in params)
     bar, steps_iter = _progress(steps, progress)
     try:
-        with threads_for(threads, batch_size, n_params):
+        with training_threads(threads, batch_size * n_params):
             for step in steps_iter:
                 snapshot.take()
                 train_id = np.random.choice(n_train, batch_size, replace=False)

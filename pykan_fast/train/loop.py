@@ -15,7 +15,7 @@ from .data_checks import check_pair
 from .fit import _check_reg_metric, regularization
 from .guard import FiniteCheck, NonFiniteError, Snapshot, check_on_nonfinite
 from .lbfgs import LBFGS
-from .threads import check_threads, threads_for
+from ..ops.threads import check_threads, training_threads
 
 __all__ = ["fit_loader", "make_optimizer"]
 
@@ -160,7 +160,7 @@ def fit_loader(model, train_loader, epochs: int = 1, optimizer="Adam", lr: float
     :class:`~pykan_fast.train.guard.NonFiniteError`; ``on_nonfinite="skip"`` skips the
     batch instead (with a warning; the history counts them in ``skipped``).
     KeyboardInterrupt: the model keeps the last completed step and the history so far
-    is returned. ``threads``: see :func:`pykan_fast.train.threads.threads_for`.
+    is returned. ``threads``: see :func:`pykan_fast.ops.threads.training_threads`.
 
     Returns the history: per step ``step``, ``epoch``, ``train_loss`` (the batch's
     loss, not its square root), ``lr``; per evaluation ``eval_step``, ``eval_epoch``,
@@ -251,7 +251,7 @@ def fit_loader(model, train_loader, epochs: int = 1, optimizer="Adam", lr: float
     batch_size = getattr(train_loader, "batch_size", None) or 1024
     stop = False
     try:
-        with threads_for(threads, batch_size, sum(p.numel() for p in params)):
+        with training_threads(threads, batch_size * sum(p.numel() for p in params)):
             for epoch in range(position["epoch"], epochs):
                 sampler = getattr(train_loader, "sampler", None)
                 if hasattr(sampler, "set_epoch"):

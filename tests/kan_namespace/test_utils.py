@@ -65,6 +65,8 @@ def test_utils_match_pykan(multkan, float64_default):
     torch.testing.assert_close(utils.model2param(model), kan_utils.model2param(ref), rtol=1e-10, atol=1e-10)
     jac_mine = utils.batch_jacobian(model, x)
     torch.testing.assert_close(jac_mine, kan_utils.batch_jacobian(ref, x))
+    torch.testing.assert_close(utils.batch_jacobian(model, x, mode="vector"),
+                               kan_utils.batch_jacobian(ref, x, mode="vector"))
     torch.testing.assert_close(utils.batch_hessian(model, x[:5]), kan_utils.batch_hessian(ref, x[:5]))
     inputs, labels = x[:6], y[:6]
     mine = utils.get_derivative(model, inputs, labels, derivative="hessian")

@@ -3,6 +3,8 @@ one torch thread when small (issue 15, point 0: each parallel region waits for a
 descheduled partner on a busy machine), the kernels keep their threads, the caller's
 count comes back, and the gradients are those autograd forms through the plain fold."""
 
+import contextlib
+
 import pytest
 import torch
 
@@ -17,6 +19,17 @@ def recording(real, seen: list):
     def wrapper(*args, **kwargs):
         seen.append(torch.get_num_threads())
         return real(*args, **kwargs)
+    return wrapper
+
+
+def recording_inside(real_context, seen: list):
+    """The context manager ``real_context`` that appends to ``seen`` the torch thread
+    count its block runs under: what the folding's own ops see."""
+    @contextlib.contextmanager
+    def wrapper(*args):
+        with real_context(*args):
+            seen.append(torch.get_num_threads())
+            yield
     return wrapper
 
 
@@ -61,15 +74,16 @@ def test_layer_step_threads(two_threads, monkeypatch):
     real_c = cpu_backend.C
     monkeypatch.setattr(cpu_backend, "C", RecordingC())
 
-    monkeypatch.setattr(functional, "fold_weights",
-                        recording(functional.fold_weights, seen["fold"]))
+    monkeypatch.setattr(functional, "serial_torch",
+                        recording_inside(functional.serial_torch, seen["fold"]))
     monkeypatch.setattr(torch.nn.functional, "silu",
                         recording(torch.nn.functional.silu, seen["silu"]))
     layer = pf.KANLayer(64, 64, grid=5, k=3)  # kernel work above SERIAL_WORK
     x = torch.rand(512, 64) * 2 - 1
     layer(x).sum().backward()
     assert torch.get_num_threads() == 2
-    assert seen["fold"] == [1] and seen["silu"] == [1]  # SiLU once: the backward reuses it
+    assert seen["fold"] == [1, 1]  # the folding, then its chain rule
+    assert seen["silu"] == [1]  # SiLU once: the backward reuses it
     assert seen["kernel"] == [2, 2]
     assert layer.coef.grad is not None and layer.scale_sp.grad is not None
 
@@ -121,12 +135,15 @@ def test_fused_stack_folds_on_one_thread(two_threads, monkeypatch):
     thread too, and gives the count back."""
     import pykan_fast.nn.stack as stack
 
-    seen = []
-    monkeypatch.setattr(stack, "fold_weights", recording(stack.fold_weights, seen))
+    seen, calls = [], []
+    monkeypatch.setattr(functional, "serial_torch",
+                        recording_inside(functional.serial_torch, seen))
+    monkeypatch.setattr(stack, "fold_weights", recording(stack.fold_weights, calls))
     monkeypatch.setattr(stack, "fold_weights_backward",
-                        recording(stack.fold_weights_backward, seen))
+                        recording(stack.fold_weights_backward, calls))
     model = pf.KAN([8, 16, 1], grid=5, k=3, seed=0)
     x = torch.rand(300, 8) * 2 - 1
     model(x).sum().backward()
-    assert len(seen) == 4 and set(seen) == {1}  # two layers, forward and backward
+    assert len(calls) == 4 and set(calls) == {2}  # two layers, forward and backward ...
+    assert seen == [1, 1, 1, 1]  # ... each folding on one thread inside
     assert torch.get_num_threads() == 2

@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 import pykan_fast as pf
-from pykan_fast.train.threads import SMALL_WORK, threads_for
+from pykan_fast.ops.threads import SERIAL_JOB_WORK, training_threads
 
 
 def _dataset():
@@ -42,11 +42,11 @@ def test_loader_fit_restores_threads_after_an_error(restore_threads):
 
 def test_large_work_keeps_the_thread_count(restore_threads):
     torch.set_num_threads(2)
-    with threads_for("auto", batch=SMALL_WORK, n_params=1):
+    with training_threads("auto", SERIAL_JOB_WORK):
         assert torch.get_num_threads() == 2
-    with threads_for("auto", batch=64, n_params=1000):
+    with training_threads("auto", 64 * 1000):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == 2
     with pytest.raises(ValueError, match="threads"):
-        with threads_for(0, 1, 1):
+        with training_threads(0, 1):
             pass
