@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import pykan_fast as pf
+from pykan_fast.ops import grid as grid_module
 from pykan_fast.ops.grid import curve2coef, uniform_grid
 from pykan_fast.ops.reference import b_batch, coef2curve
 
@@ -98,6 +99,63 @@ def test_curve2coef_matches_pykan_per_edge(pykan_layer_cls):
     ours = curve2coef(x, y, grid, k)
     theirs = pykan_curve2coef(x, y, grid, k)
     assert (ours - theirs).abs().max().item() <= 1e-10 * _scale(theirs)
+
+
+def _gelsd(mat, rhs):
+    return torch.linalg.lstsq(mat, rhs, driver="gelsd").solution
+
+
+@pytest.mark.parametrize("dtype,rtol", [(torch.float64, 1e-12), (torch.float32, 1e-4)],
+                         ids=["f64", "f32"])
+def test_least_squares_by_qr_equals_the_svd_driver_on_full_rank(dtype, rtol, monkeypatch):
+    """Well-posed inputs take the QR path (the SVD driver is not called): its solution to
+    rounding, for many right-hand sides (a 256-output layer's grid update) and non-uniform
+    knots."""
+    from pykan_fast.ops import grid as grid_module
+    from pykan_fast.ops.grid import _least_squares_cpu
+
+    k, num = 3, 8
+    from pykan_fast.ops.grid import extend_grid
+
+    g = torch.Generator().manual_seed(6)
+    interior = torch.linspace(-1, 1, num + 1, dtype=torch.float64).repeat(3, 1)
+    interior[:, 1:-1] += 0.05 * (torch.rand(3, num - 1, generator=g, dtype=torch.float64) - 0.5)
+    grid = extend_grid(interior, k_extend=k)  # non-uniform knots
+    x = _samples(600, 3, seed=6)
+    mat = b_batch(x, grid, k).permute(1, 0, 2).to(dtype)
+    assert torch.linalg.cond(mat.double()).max() < 1e3, "test premise: well-conditioned"
+    rhs = torch.randn(3, 600, 256, generator=torch.Generator().manual_seed(7), dtype=dtype)
+    want = _gelsd(mat, rhs)
+
+    def no_svd(*args, **kwargs):
+        raise AssertionError("the SVD driver ran on a well-posed input")
+
+    monkeypatch.setattr(grid_module.torch.linalg, "lstsq", no_svd)
+    got = _least_squares_cpu(mat, rhs)
+    assert (got - want).abs().max().item() <= rtol * _scale(want)
+
+
+def test_least_squares_rank_deficient_inputs_take_the_svd_driver():
+    """A batch mixing a well-posed input, one whose samples are all equal (rank 1), one
+    with bases that see no sample and an all-zero one: the deficient ones get exactly the
+    SVD driver's minimum-norm solution, the well-posed one its solution to rounding, and
+    everything is finite."""
+    from pykan_fast.ops.grid import _least_squares_cpu
+
+    k, num = 3, 6
+    grid = uniform_grid(4, num, k)
+    x = _samples(100, 4, seed=8)
+    x[:, 1] = 0.3                             # duplicated samples: rank 1
+    x[:, 2] = x[:, 2].clamp(max=-0.3)         # bases over (-0.3, 1] see nothing
+    x[:, 3] = 5.0                             # outside the grid: every basis 0
+    mat = b_batch(x, grid, k).permute(1, 0, 2)
+    rhs = torch.randn(4, 100, 3, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    got = _least_squares_cpu(mat, rhs)
+    assert bool(torch.isfinite(got).all())
+    for i in (1, 2, 3):
+        assert torch.equal(got[i], _gelsd(mat[i:i + 1], rhs[i:i + 1])[0])
+    want = _gelsd(mat[:1], rhs[:1])[0]
+    assert (got[0] - want).abs().max().item() <= 1e-12 * _scale(want)
 
 
 # ---- update_grid_from_samples ------------------------------------------------------
@@ -252,5 +310,31 @@ def test_refit_in_input_chunks_equals_one_solve(float64_default):
     for budget in (1, 200 * 20 * 2, 200 * 20 * 3):  # one input, two, three per chunk
         got = refit(x, old_grid, old_coef, k, new_grid, k, max_elements=budget)
         torch.testing.assert_close(got, whole, rtol=1e-12, atol=1e-13)
-    y = coef2curve(x, old_grid, old_coef, k)
+    y = grid_module._curves_by_input(x, old_grid, old_coef, k).permute(1, 0, 2)
     assert torch.equal(whole, curve2coef(x, y, new_grid, k))
+
+
+@pytest.mark.parametrize("dtype,rtol", [(torch.float64, 1e-13), (torch.float32, 1e-5)],
+                         ids=["f64", "f32"])
+def test_refit_bases_and_curves_from_the_kernels_equal_the_reference(dtype, rtol):
+    """refit's bases and curves (the fused kernels, one input at a time) are the dense
+    reference's b_batch and coef2curve to rounding: non-uniform knots, samples outside
+    the grid, exactly on knots and NaN (zero bases, as pykan's nan_to_num)."""
+    from pykan_fast.ops.grid import extend_grid
+
+    g = torch.Generator().manual_seed(11)
+    in_dim, out_dim, num, k = 3, 5, 7, 3
+    interior = torch.sort(torch.rand(in_dim, num + 1, generator=g, dtype=torch.float64) * 2 - 1,
+                          dim=1)[0]
+    grid = extend_grid(interior, k_extend=k).to(dtype)
+    coef = torch.randn(in_dim, out_dim, num + k, generator=g, dtype=torch.float64).to(dtype)
+    x = (torch.rand(300, in_dim, generator=g, dtype=torch.float64) * 3 - 1.5).to(dtype)
+    x[:10] = grid[:, 3:13].t()  # on knots
+    x[10, 0] = float("nan")
+    assert grid_module._on_kernels(x, grid, coef)
+    bases = grid_module._basis_matrices(x, grid, k)
+    want = b_batch(x, grid, k).permute(1, 0, 2)
+    assert (bases - want).abs().max().item() <= rtol * _scale(want)
+    curves = grid_module._curves_by_input(x, grid, coef, k)
+    want = coef2curve(x, grid, coef, k).permute(1, 0, 2)
+    assert (curves - want).abs().max().item() <= rtol * _scale(want)
