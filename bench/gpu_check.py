@@ -67,13 +67,14 @@ def _problem(batch, n, G, device):
     return params, x
 
 
-def _dense_basis(x, grid, coef, scale_base, scale_sp, mask):
-    """The layer by torch's own kernels: dense bases, then matmuls (in x's dtype)."""
+def dense_basis(x, grid, coef, scale_base, scale_sp, mask, k=K):
+    """The layer by torch's own kernels: dense bases, then matmuls (in x's dtype); the
+    dense-basis provider here and in bench/test_bench_gpu.py."""
     from pykan_fast.ops.functional import fold_weights
-    from pykan_fast.reference import b_batch
+    from pykan_fast.ops.reference import b_batch
 
     sw, bw = fold_weights(coef, scale_base, scale_sp, mask)
-    basis = b_batch(x, grid, K).reshape(x.shape[0], -1)
+    basis = b_batch(x, grid, k).reshape(x.shape[0], -1)
     return basis @ sw.reshape(-1, sw.shape[2]) + torch.nn.functional.silu(x) @ bw
 
 
@@ -87,7 +88,7 @@ def _provider(name, params, x):
         return (lambda x, c, sb, ss: kan_layer(x, p["grid"], c, sb, ss, p["mask"], K,
                                                backend="triton")), [x] + weights
     if name == "dense-basis":
-        return (lambda x, c, sb, ss: _dense_basis(x, p["grid"], c, sb, ss, p["mask"]),
+        return (lambda x, c, sb, ss: dense_basis(x, p["grid"], c, sb, ss, p["mask"]),
                 [x] + weights)
     if name == "gemm":
         gen = torch.Generator(device=x.device).manual_seed(1)
@@ -105,8 +106,11 @@ def _dense_bytes(provider, batch, n, G, elem, mode):
     return batch * n * (G + K) * ((K + 2) if mode == "fwd+bwd" else 2) * elem
 
 
-def _measure(fn, leaves, mode, device, reps, warmup):
-    """(median ms, peak extra MiB) of one provider call (forward, or forward+backward)."""
+def provider_step(fn, leaves, mode):
+    """One provider call, as a function of nothing: "fwd" runs fn under no_grad,
+    "fwd+bwd" runs it and takes the gradients of every leaf against one random grad_y
+    (drawn on the first call); the leaves are detached (and require grad for "fwd+bwd").
+    Shared with bench/test_bench_gpu.py."""
     leaves = [t.detach().requires_grad_(mode == "fwd+bwd") for t in leaves]
     grad_y = None
 
@@ -121,6 +125,12 @@ def _measure(fn, leaves, mode, device, reps, warmup):
                 grad_y = torch.randn_like(y)
             torch.autograd.grad(y, leaves, grad_y, allow_unused=True)
 
+    return step
+
+
+def _measure(fn, leaves, mode, device, reps, warmup):
+    """(median ms, peak extra MiB) of one provider call (forward, or forward+backward)."""
+    step = provider_step(fn, leaves, mode)
     for _ in range(warmup):  # Triton compilation and allocator warm-up
         step()
     _sync(device)
@@ -151,8 +161,8 @@ def _errors(params, x):
     rows = x[:ERROR_ROWS]
     p64 = {k: v.double() for k, v in params.items()}
     with torch.no_grad():
-        want = _dense_basis(rows.double(), p64["grid"], p64["coef"], p64["scale_base"],
-                            p64["scale_sp"], p64["mask"])
+        want = dense_basis(rows.double(), p64["grid"], p64["coef"], p64["scale_base"],
+                           p64["scale_sp"], p64["mask"])
         scale = want.abs().max().clamp_min(1e-30)
         out = {}
         for name in ("triton", "dense-basis"):

@@ -27,10 +27,10 @@ if not torch.cuda.is_available():
 pytest.importorskip("triton", reason="triton is not installed")
 pytest.importorskip("pytest_benchmark", reason="pytest-benchmark is not installed")
 
+from gpu_check import dense_basis, provider_step  # noqa: E402  (bench/, via conftest)
 import pykan_fast as pf  # noqa: E402
 from pykan_fast.ops import triton_backend  # noqa: E402
-from pykan_fast.ops.functional import fold_weights, kan_layer  # noqa: E402
-from pykan_fast.ops.reference import b_batch  # noqa: E402
+from pykan_fast.ops.functional import kan_layer  # noqa: E402
 from pykan_fast.triton import choose_path  # noqa: E402
 
 K = 3
@@ -83,11 +83,8 @@ def _provider(name, params, x, G, dtype, monkeypatch):
         return (lambda x, c, sb, ss: kan_layer(x, grid, c, sb, ss, mask, K, backend="torch"),
                 leaves)
     if name == "dense-basis":
-        def dense_basis(x, c, sb, ss):
-            sw, bw = fold_weights(c, sb, ss, mask)
-            basis = b_batch(x, grid, K).reshape(x.shape[0], -1)
-            return basis @ sw.reshape(-1, sw.shape[2]) + torch.nn.functional.silu(x) @ bw
-        return dense_basis, [x, p["coef"], p["scale_base"], p["scale_sp"]]
+        return (lambda x, c, sb, ss: dense_basis(x, grid, c, sb, ss, mask, K),
+                [x, p["coef"], p["scale_base"], p["scale_sp"]])
     if name == "inkan":
         inkan = pytest.importorskip("inkan", reason="inkan is not installed")
         layer = inkan.KANLayer(x.shape[1], p["coef"].shape[1], grid_size=G,
@@ -117,20 +114,10 @@ def test_layer(benchmark, shape, dtype_name, mode, provider, monkeypatch):
     benchmark.group = f"{SHAPE_IDS[SHAPES.index(shape)]}-{dtype_name}-{mode}"
 
     params, x = _problem(batch, n, G, dtype)
-    fn, leaves = _provider(provider, params, x, G, dtype, monkeypatch)
-    leaves = [t.detach().requires_grad_(mode == "fwd+bwd") for t in leaves]
-    grad_y = None
+    call = provider_step(*_provider(provider, params, x, G, dtype, monkeypatch), mode)
 
     def step():
-        nonlocal grad_y
-        if mode == "fwd":
-            with torch.no_grad():
-                fn(*leaves)
-        else:
-            y = fn(*leaves)
-            if grad_y is None:
-                grad_y = torch.randn_like(y)
-            torch.autograd.grad(y, leaves, grad_y, allow_unused=True)
+        call()
         torch.cuda.synchronize()
 
     for _ in range(3):  # compilation (Triton, torch.compile) and allocator warm-up

@@ -2,11 +2,12 @@
 
 - ``basis``: the B-spline mathematics (span search, Cox-de Boor step, derivative step,
   pykan's repeated-knot and NaN rules), device functions only;
-- ``blocks``: memory-side device helpers (x blocks, weight-row gathers, basis tiles, the
-  stage-1 weight-gradient epilogue);
+- ``blocks``: device helpers shared by the kernels (block offsets, x blocks with their
+  spans, weight-row gathers, basis tiles, stage 1 of the weight gradient);
 - ``layer``: the layer's forward/backward kernels and their launchers;
 - ``derivative``: the spline-derivative kernels (double backward, PINNs) and launchers;
-- ``launch``: block sizes, path choice and argument checks (plain Python).
+- ``launch``: block sizes, path choice, argument checks, the output's trivial cases and
+  the weight gradient's two-stage launch (plain Python).
 
 Importing this package never imports triton: the launchers below are loaded on first
 attribute access. ``TRITON_INTERPRET=1`` is read by ``@triton.jit`` when the kernel

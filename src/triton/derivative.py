@@ -17,33 +17,13 @@ import torch
 import triton
 import triton.language as tl
 
-from .basis import _derivative_bases, _nan_where_not_finite, _span
-from .blocks import (_basis_tile, _batch_block, _gather_row, _load_x_block,
-                     _store_weight_grad_partial, _weight_grad_block)
-from .launch import LaunchConfig, check_args, chunk_layout, precision
+from .basis import _derivative_bases, _nan_where_not_finite
+from .blocks import (_add_gathered_rows, _batch_block, _block_range, _gather_row,
+                     _input_weights, _load_batch_block, _load_x_column, _output_block,
+                     _sample_block, _weight_grad_partial)
+from .launch import LaunchConfig, check_args, new_output, precision, weight_gradient
 
 __all__ = ["spline_derivative", "spline_derivative_backward"]
-
-
-@triton.jit
-def _scaled_derivative_block(x_ptr, grid_ptr, rs_ptr, offs_b, b_ok, offs_i, n_in, n_knots,
-                             LOG_NK: tl.constexpr, K: tl.constexpr, D: tl.constexpr,
-                             HAS_SCALE: tl.constexpr):
-    """Per (sample, input) of a [BLOCK_B, BLOCK_I] block: span s and the K+1 values
-    row_scale[b, i] * B^(D)_{s-K+r}(x[b, i]) (zero outside the grid and on padding)."""
-    x, t_row, ok, offs = _load_x_block(x_ptr, grid_ptr, offs_b, b_ok, offs_i, n_in, n_knots)
-    s, valid = _span(x, t_row, n_knots, LOG_NK)
-    use = valid & ok
-    values = _derivative_bases(x, t_row, s, use, n_knots, K, D)
-    if HAS_SCALE:
-        # Scaled inside the grid only, as the C++ kernel (an inf scale times a 0 basis
-        # outside stays 0).
-        scale = tl.load(rs_ptr + offs, mask=ok, other=0.0)
-        scaled = ()
-        for r in tl.static_range(K + 1):
-            scaled = scaled + (tl.where(use, scale * values[r], 0.0),)
-        values = scaled
-    return s, values
 
 
 @triton.jit
@@ -54,26 +34,19 @@ def _spline_derivative_kernel(x_ptr, grid_ptr, sw_ptr, rs_ptr, y_ptr, n_batch, n
     """y[b, o] = sum_i row_scale[b, i] sum_r B^(D)_{s-K+r}(x[b, i]) w[i, s-K+r, o] for a
     [BLOCK_B, BLOCK_O] block, from the K+1 weight rows of each span."""
     n_basis = n_knots - K - 1
-    offs_b = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    offs_o = tl.program_id(1) * BLOCK_O + tl.arange(0, BLOCK_O)
-    b_ok = offs_b < n_batch
-    o_ok = offs_o < n_out
+    offs_b, b_ok, offs_o, o_ok = _output_block(n_batch, n_out, BLOCK_B, BLOCK_O)
     acc = tl.zeros((BLOCK_B, BLOCK_O), dtype=tl.float32)
     for i in range(0, n_in):
-        x = tl.load(x_ptr + offs_b.to(tl.int64) * n_in + i, mask=b_ok, other=0.0)
-        t_row = grid_ptr + i * n_knots
-        s, valid = _span(x, t_row, n_knots, LOG_NK)
-        use = valid & b_ok
+        x, t_row, s, use, offs = _load_x_column(x_ptr, grid_ptr, offs_b, b_ok, i, n_in,
+                                                n_knots, LOG_NK)
         values = _derivative_bases(x, t_row, s, use, n_knots, K, D)
+        scale = None
         if HAS_SCALE:
-            scale = tl.load(rs_ptr + offs_b.to(tl.int64) * n_in + i, mask=b_ok, other=0.0)
-        w_row = sw_ptr + tl.cast(i, tl.int64) * n_basis * n_out
-        for r in tl.static_range(K + 1):
-            w, ok = _gather_row(w_row, s, use, r, n_basis, n_out, offs_o, o_ok, K)
-            c = values[r]
-            if HAS_SCALE:
-                c = scale * c
-            acc += tl.where(ok, c, 0.0)[:, None] * w
+            # Zeroed where the row does not count (MASK), so an inf scale times a 0 basis
+            # outside the grid stays 0.
+            scale = tl.load(rs_ptr + offs, mask=b_ok, other=0.0)
+        acc = _add_gathered_rows(acc, values, _input_weights(sw_ptr, i, n_basis, n_out), s,
+                                 use, n_basis, n_out, offs_o, o_ok, K, True, scale)
     y_ptrs, y_ok = _batch_block(y_ptr, offs_b, b_ok, offs_o, o_ok, n_out)
     tl.store(y_ptrs, acc, mask=y_ok)
 
@@ -89,26 +62,22 @@ def _spline_derivative_t_kernel(x_ptr, grid_ptr, sw_ptr, gy_ptr, t0_ptr, t1_ptr,
     (t0 only for D >= 1), as the C++ kernel: the bases are 0 there, not their slopes."""
     i = tl.program_id(1)
     n_basis = n_knots - K - 1
-    offs_b = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    b_ok = offs_b < n_batch
-    x = tl.load(x_ptr + offs_b.to(tl.int64) * n_in + i, mask=b_ok, other=0.0)
-    t_row = grid_ptr + i * n_knots
-    s, valid = _span(x, t_row, n_knots, LOG_NK)
-    use = valid & b_ok
+    offs_b, b_ok = _sample_block(n_batch, BLOCK_B)
+    x, t_row, s, use, offs = _load_x_column(x_ptr, grid_ptr, offs_b, b_ok, i, n_in, n_knots,
+                                            LOG_NK)
     if NEED_T0:
         values0 = _derivative_bases(x, t_row, s, use, n_knots, K, D)
     if NEED_T1:
         values1 = _derivative_bases(x, t_row, s, use, n_knots, K, D + 1)
-    w_row = sw_ptr + tl.cast(i, tl.int64) * n_basis * n_out
+    w_row = _input_weights(sw_ptr, i, n_basis, n_out)
     t0 = tl.zeros((BLOCK_B,), dtype=tl.float32)
     t1 = tl.zeros((BLOCK_B,), dtype=tl.float32)
     for o0 in range(0, n_out, BLOCK_O):
-        offs_o = o0 + tl.arange(0, BLOCK_O)
-        o_ok = offs_o < n_out
-        gy_ptrs, gy_ok = _batch_block(gy_ptr, offs_b, b_ok, offs_o, o_ok, n_out)
-        gy = tl.load(gy_ptrs, mask=gy_ok, other=0.0)
+        offs_o, o_ok = _block_range(o0, n_out, BLOCK_O)
+        gy = _load_batch_block(gy_ptr, offs_b, b_ok, offs_o, o_ok, n_out)
         comb0 = tl.zeros((BLOCK_B, BLOCK_O), dtype=tl.float32)
         comb1 = tl.zeros((BLOCK_B, BLOCK_O), dtype=tl.float32)
+        # Not _add_gathered_rows: one gathered row feeds both sums.
         for r in tl.static_range(K + 1):
             w, ok = _gather_row(w_row, s, use, r, n_basis, n_out, offs_o, o_ok, K)
             if NEED_T0:
@@ -119,7 +88,6 @@ def _spline_derivative_t_kernel(x_ptr, grid_ptr, sw_ptr, gy_ptr, t0_ptr, t1_ptr,
             t0 += tl.sum(gy * comb0, axis=1)
         if NEED_T1:
             t1 += tl.sum(gy * comb1, axis=1)
-    offs = offs_b.to(tl.int64) * n_in + i
     if NEED_T0:
         if D >= 1:
             t0 = _nan_where_not_finite(t0, x)
@@ -140,22 +108,9 @@ def _spline_derivative_w_kernel(x_ptr, grid_ptr, rs_ptr, gy_ptr, part_ptr, n_bat
     (input, column) rows and one block of outputs, tl.dot(tile^T, grad_y) into
     part[chunk, i, j, o] (part: `[chunks, in, n_basis, out]`)."""
     n_basis = n_knots - K - 1
-    chunk, i0, j0, offs_i, offs_o, o_ok = _weight_grad_block(n_out, n_jblocks, BLOCK_I,
-                                                             BLOCK_J, BLOCK_O)
-    acc = tl.zeros((BLOCK_I * BLOCK_J, BLOCK_O), dtype=tl.float32)
-    b_start = chunk * chunk_len
-    for b0 in range(b_start, b_start + chunk_len, BLOCK_B):
-        offs_b = b0 + tl.arange(0, BLOCK_B)
-        b_ok = offs_b < n_batch
-        s, values = _scaled_derivative_block(x_ptr, grid_ptr, rs_ptr, offs_b, b_ok, offs_i,
-                                             n_in, n_knots, LOG_NK, K, D, HAS_SCALE)
-        tile = _basis_tile(s, values, values[0], j0, n_basis, K, 0, BLOCK_J)
-        tile = tl.reshape(tile, (BLOCK_B, BLOCK_I * BLOCK_J))
-        gy_ptrs, gy_ok = _batch_block(gy_ptr, offs_b, b_ok, offs_o, o_ok, n_out)
-        gy = tl.load(gy_ptrs, mask=gy_ok, other=0.0)
-        acc = tl.dot(tl.trans(tile), gy, acc, input_precision=PREC)
-    _store_weight_grad_partial(part_ptr, acc, chunk, i0, j0, n_in, n_basis, n_out, offs_o,
-                               o_ok, BLOCK_I, BLOCK_J)
+    _weight_grad_partial(x_ptr, grid_ptr, rs_ptr, gy_ptr, part_ptr, n_batch, n_in, n_out,
+                         n_knots, n_basis, chunk_len, n_jblocks, K, D, HAS_SCALE, 0, LOG_NK,
+                         PREC, BLOCK_B, BLOCK_I, BLOCK_J, BLOCK_O)
 
 
 def _check_derivative(x, grid, spline_weight, row_scale, grad_y, k, order):
@@ -181,11 +136,9 @@ def spline_derivative(x: torch.Tensor, grid: torch.Tensor, spline_weight: torch.
     _check_derivative(x, grid, spline_weight, row_scale, None, k, order)
     n_batch, n_in = x.shape
     n_basis, n_out = spline_weight.shape[1], spline_weight.shape[2]
-    y = torch.empty(n_batch, n_out, dtype=x.dtype, device=x.device)
-    if n_batch == 0 or n_out == 0:
+    y, launch = new_output(x, n_out)
+    if not launch:
         return y
-    if n_in == 0:
-        return y.zero_()
     cfg = LaunchConfig(n_basis, k, 0)
     grid_shape = (triton.cdiv(n_batch, cfg.local_block_b), triton.cdiv(n_out, cfg.local_block_o))
     _spline_derivative_kernel[grid_shape](
@@ -223,17 +176,8 @@ def spline_derivative_backward(x: torch.Tensor, grid: torch.Tensor,
 
     grad_sw = None
     if need_weight:
-        if n_batch == 0 or n_in == 0 or n_out == 0:
-            grad_sw = torch.zeros_like(spline_weight)
-        else:
-            chunks, chunk_len = chunk_layout(n_batch, n_in, n_out, n_basis, cfg)
-            part = torch.empty(chunks, n_in, n_basis, n_out, dtype=x.dtype, device=x.device)
-            grid_shape = (triton.cdiv(n_in, cfg.block_i) * cfg.n_jblocks,
-                          triton.cdiv(n_out, cfg.block_o), chunks)
-            _spline_derivative_w_kernel[grid_shape](
-                x, grid, x if row_scale is None else row_scale, grad_y, part, n_batch, n_in,
-                n_out, n_knots, chunk_len, cfg.n_jblocks, K=k, D=order,
-                HAS_SCALE=row_scale is not None, **cfg.tile_meta(precision()))
-            # Stage 2: a fixed-order sum over the chunks.
-            grad_sw = part[0] if chunks == 1 else part.sum(dim=0)
+        grad_sw = weight_gradient(
+            _spline_derivative_w_kernel, (x, grid, x if row_scale is None else row_scale, grad_y),
+            x, n_knots, n_out, n_basis, cfg, K=k, D=order, HAS_SCALE=row_scale is not None,
+            **cfg.tile_meta(precision()))
     return t0, t1, grad_sw

@@ -1,7 +1,8 @@
 """Launch configuration shared by the layer and derivative launchers: block sizes, the
-dense/local path choice, tl.dot precision, argument checks and the weight gradient's
-batch chunks. Plain Python (no kernels); ``scripts/triton_static_check.py`` compiles every
-configuration ``LaunchConfig`` can return.
+dense/local path choice, tl.dot precision, argument checks, the `[B, out]` output and its
+trivial cases, and the weight gradient's batch chunks and two-stage launch. Plain Python
+(no kernels); ``scripts/triton_static_check.py`` compiles every configuration
+``LaunchConfig`` can return.
 """
 
 from __future__ import annotations
@@ -130,3 +131,34 @@ def chunk_layout(n_batch: int, n_in: int, n_out: int, n_cols: int, cfg: LaunchCo
     chunks = batch_chunks(n_batch, n_in, n_out, n_cols, cfg)
     chunk_len = triton.cdiv(triton.cdiv(n_batch, chunks), cfg.block_b) * cfg.block_b
     return triton.cdiv(n_batch, chunk_len), chunk_len
+
+
+def new_output(x: torch.Tensor, n_out: int):
+    """(y `[B, out]` like x, whether a kernel must fill it): no launch when B or out is 0
+    (y empty) or without inputs (y zero)."""
+    n_batch, n_in = x.shape
+    y = torch.empty(n_batch, n_out, dtype=x.dtype, device=x.device)
+    if n_batch == 0 or n_out == 0:
+        return y, False
+    if n_in == 0:
+        return y.zero_(), False
+    return y, True
+
+
+def weight_gradient(kernel, args, x: torch.Tensor, n_knots: int, n_out: int, n_cols: int,
+                    cfg: LaunchConfig, **meta) -> torch.Tensor:
+    """`[in, n_cols, out]` weight gradient in two stages: the stage-1 kernel (arguments
+    ``args``, then the partial buffer and the sizes; constexprs and launch options
+    ``meta``) sums each batch chunk into part[chunk], then a fixed-order sum over the
+    chunks (no atomics, so the result does not depend on scheduling)."""
+    n_batch, n_in = x.shape
+    if n_batch == 0 or n_in == 0 or n_out == 0:
+        return x.new_zeros(n_in, n_cols, n_out)
+    chunks, chunk_len = chunk_layout(n_batch, n_in, n_out, n_cols, cfg)
+    part = torch.empty(chunks, n_in, n_cols, n_out, dtype=x.dtype, device=x.device)
+    grid_shape = (triton.cdiv(n_in, cfg.block_i) * cfg.n_jblocks,
+                  triton.cdiv(n_out, cfg.block_o), chunks)
+    kernel[grid_shape](*args, part, n_batch, n_in, n_out, n_knots, chunk_len, cfg.n_jblocks,
+                       **meta)
+    # Stage 2: a fixed-order sum over the chunks.
+    return part[0] if chunks == 1 else part.sum(dim=0)

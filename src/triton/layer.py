@@ -30,10 +30,13 @@ import torch
 import triton
 import triton.language as tl
 
-from .basis import _local_bases, _silu, _span
-from .blocks import (_basis_tile, _batch_block, _gather_row, _load_weight_rows,
-                     _load_x_block, _store_weight_grad_partial, _weight_grad_block)
-from .launch import LaunchConfig, check_args, choose_path, chunk_layout, precision
+from .basis import _local_bases, _silu
+from .blocks import (_add_base_row, _add_gathered_rows, _basis_tile, _batch_block,
+                     _block_range, _flat_basis_tile, _input_weights, _load_batch_block,
+                     _load_weight_rows, _load_x_block, _load_x_column, _output_block,
+                     _sample_block, _weight_grad_partial)
+from .launch import (LaunchConfig, check_args, choose_path, new_output, precision,
+                     weight_gradient)
 
 __all__ = ["kan_forward", "kan_backward"]
 
@@ -43,9 +46,9 @@ def _load_block(x_ptr, grid_ptr, offs_b, b_ok, offs_i, n_in, n_knots, LOG_NK: tl
                 K: tl.constexpr, BASE: tl.constexpr):
     """Per (sample, input) of a [BLOCK_B, BLOCK_I] block: span, local bases and their
     derivatives, base function and its derivative (all zero on padding)."""
-    x, t_row, ok, _ = _load_x_block(x_ptr, grid_ptr, offs_b, b_ok, offs_i, n_in, n_knots)
-    s, valid = _span(x, t_row, n_knots, LOG_NK)
-    N, dN = _local_bases(x, t_row, s, valid & ok, n_knots, K)
+    x, t_row, s, use, ok, _ = _load_x_block(x_ptr, grid_ptr, offs_b, b_ok, offs_i, n_in,
+                                            n_knots, LOG_NK)
+    N, dN = _local_bases(x, t_row, s, use, n_knots, K)
     base, dbase = _silu(x, ok, BASE)
     return s, N, dN, base, dbase
 
@@ -58,18 +61,14 @@ def _kan_fwd_dense_kernel(x_ptr, grid_ptr, sw_ptr, bw_ptr, y_ptr, n_batch, n_in,
     """y[b, o] for a [BLOCK_B, BLOCK_O] block: sum over inputs and column blocks of
     tl.dot(basis tile, weight rows)."""
     n_basis = n_knots - K - 1
-    offs_b = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    offs_o = tl.program_id(1) * BLOCK_O + tl.arange(0, BLOCK_O)
-    b_ok = offs_b < n_batch
-    o_ok = offs_o < n_out
+    offs_b, b_ok, offs_o, o_ok = _output_block(n_batch, n_out, BLOCK_B, BLOCK_O)
     acc = tl.zeros((BLOCK_B, BLOCK_O), dtype=tl.float32)
     for i0 in range(0, n_in, BLOCK_I):
         offs_i = i0 + tl.arange(0, BLOCK_I)
         s, N, dN, base, dbase = _load_block(x_ptr, grid_ptr, offs_b, b_ok, offs_i, n_in,
                                             n_knots, LOG_NK, K, BASE)
         for j0 in range(0, n_basis + BASE, BLOCK_J):
-            tile = _basis_tile(s, N, base, j0, n_basis, K, BASE, BLOCK_J)
-            tile = tl.reshape(tile, (BLOCK_B, BLOCK_I * BLOCK_J))
+            tile = _flat_basis_tile(s, N, base, j0, n_basis, K, BASE, BLOCK_J)
             w = _load_weight_rows(sw_ptr, bw_ptr, i0, j0, n_in, n_basis, n_out, offs_o, o_ok,
                                   BASE, BLOCK_I, BLOCK_J)
             acc = tl.dot(tile, w, acc, input_precision=PREC)
@@ -83,25 +82,17 @@ def _kan_fwd_local_kernel(x_ptr, grid_ptr, sw_ptr, bw_ptr, y_ptr, n_batch, n_in,
                           BLOCK_B: tl.constexpr, BLOCK_O: tl.constexpr):
     """y[b, o] for a [BLOCK_B, BLOCK_O] block from the k+1 weight rows of each span."""
     n_basis = n_knots - K - 1
-    offs_b = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    offs_o = tl.program_id(1) * BLOCK_O + tl.arange(0, BLOCK_O)
-    b_ok = offs_b < n_batch
-    o_ok = offs_o < n_out
+    offs_b, b_ok, offs_o, o_ok = _output_block(n_batch, n_out, BLOCK_B, BLOCK_O)
     acc = tl.zeros((BLOCK_B, BLOCK_O), dtype=tl.float32)
     for i in range(0, n_in):
-        x = tl.load(x_ptr + offs_b.to(tl.int64) * n_in + i, mask=b_ok, other=0.0)
-        t_row = grid_ptr + i * n_knots
-        s, valid = _span(x, t_row, n_knots, LOG_NK)
-        use = valid & b_ok
+        x, t_row, s, use, _ = _load_x_column(x_ptr, grid_ptr, offs_b, b_ok, i, n_in, n_knots,
+                                             LOG_NK)
         N, dN = _local_bases(x, t_row, s, use, n_knots, K)
-        w_row = sw_ptr + tl.cast(i, tl.int64) * n_basis * n_out
-        for r in tl.static_range(K + 1):
-            w, ok = _gather_row(w_row, s, use, r, n_basis, n_out, offs_o, o_ok, K)
-            acc += N[r][:, None] * w
+        acc = _add_gathered_rows(acc, N, _input_weights(sw_ptr, i, n_basis, n_out), s, use,
+                                 n_basis, n_out, offs_o, o_ok, K, False)
         if BASE:
             base, dbase = _silu(x, b_ok, BASE)
-            wb = tl.load(bw_ptr + i * n_out + offs_o, mask=o_ok, other=0.0)
-            acc += base[:, None] * wb[None, :]
+            acc = _add_base_row(acc, base, bw_ptr, i, n_out, offs_o, o_ok)
     y_ptrs, y_ok = _batch_block(y_ptr, offs_b, b_ok, offs_o, o_ok, n_out)
     tl.store(y_ptrs, acc, mask=y_ok)
 
@@ -116,25 +107,22 @@ def _kan_bwd_x_dense_kernel(x_ptr, grid_ptr, sw_ptr, bw_ptr, gy_ptr, gx_ptr, n_b
     (one column block at a time), contracted with the derivative tile."""
     n_basis = n_knots - K - 1
     i0 = tl.program_id(1) * BLOCK_I
-    offs_b = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    offs_i = i0 + tl.arange(0, BLOCK_I)
-    b_ok = offs_b < n_batch
+    offs_b, b_ok = _sample_block(n_batch, BLOCK_B)
+    offs_i, i_ok = _block_range(i0, n_in, BLOCK_I)
     s, N, dN, base, dbase = _load_block(x_ptr, grid_ptr, offs_b, b_ok, offs_i, n_in, n_knots,
                                         LOG_NK, K, BASE)
     g = tl.zeros((BLOCK_B, BLOCK_I), dtype=tl.float32)
     for j0 in range(0, n_basis + BASE, BLOCK_J):
         D = tl.zeros((BLOCK_B, BLOCK_I * BLOCK_J), dtype=tl.float32)
         for o0 in range(0, n_out, BLOCK_O):
-            offs_o = o0 + tl.arange(0, BLOCK_O)
-            o_ok = offs_o < n_out
-            gy_ptrs, gy_ok = _batch_block(gy_ptr, offs_b, b_ok, offs_o, o_ok, n_out)
-            gy = tl.load(gy_ptrs, mask=gy_ok, other=0.0)
+            offs_o, o_ok = _block_range(o0, n_out, BLOCK_O)
+            gy = _load_batch_block(gy_ptr, offs_b, b_ok, offs_o, o_ok, n_out)
             w = _load_weight_rows(sw_ptr, bw_ptr, i0, j0, n_in, n_basis, n_out, offs_o, o_ok,
                                   BASE, BLOCK_I, BLOCK_J)
             D = tl.dot(gy, tl.trans(w), D, input_precision=PREC)
         slope = _basis_tile(s, dN, dbase, j0, n_basis, K, BASE, BLOCK_J)
         g += tl.sum(tl.reshape(D, (BLOCK_B, BLOCK_I, BLOCK_J)) * slope, axis=2)
-    gx_ptrs, gx_ok = _batch_block(gx_ptr, offs_b, b_ok, offs_i, offs_i < n_in, n_in)
+    gx_ptrs, gx_ok = _batch_block(gx_ptr, offs_b, b_ok, offs_i, i_ok, n_in)
     tl.store(gx_ptrs, g, mask=gx_ok)
 
 
@@ -147,30 +135,22 @@ def _kan_bwd_x_local_kernel(x_ptr, grid_ptr, sw_ptr, bw_ptr, gy_ptr, gx_ptr, n_b
     sum_o grad_y[b, o] * (sum_r dB_r(x) w[s-k+r, o] + silu'(x) base_weight[i, o])."""
     i = tl.program_id(1)
     n_basis = n_knots - K - 1
-    offs_b = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
-    b_ok = offs_b < n_batch
-    x = tl.load(x_ptr + offs_b.to(tl.int64) * n_in + i, mask=b_ok, other=0.0)
-    t_row = grid_ptr + i * n_knots
-    s, valid = _span(x, t_row, n_knots, LOG_NK)
-    use = valid & b_ok
+    offs_b, b_ok = _sample_block(n_batch, BLOCK_B)
+    x, t_row, s, use, offs = _load_x_column(x_ptr, grid_ptr, offs_b, b_ok, i, n_in, n_knots,
+                                            LOG_NK)
     N, dN = _local_bases(x, t_row, s, use, n_knots, K)
     base, dbase = _silu(x, b_ok, BASE)
-    w_row = sw_ptr + tl.cast(i, tl.int64) * n_basis * n_out
+    w_row = _input_weights(sw_ptr, i, n_basis, n_out)
     g = tl.zeros((BLOCK_B,), dtype=tl.float32)
     for o0 in range(0, n_out, BLOCK_O):
-        offs_o = o0 + tl.arange(0, BLOCK_O)
-        o_ok = offs_o < n_out
-        gy_ptrs, gy_ok = _batch_block(gy_ptr, offs_b, b_ok, offs_o, o_ok, n_out)
-        gy = tl.load(gy_ptrs, mask=gy_ok, other=0.0)
-        comb = tl.zeros((BLOCK_B, BLOCK_O), dtype=tl.float32)
-        for r in tl.static_range(K + 1):
-            w, ok = _gather_row(w_row, s, use, r, n_basis, n_out, offs_o, o_ok, K)
-            comb += dN[r][:, None] * w
+        offs_o, o_ok = _block_range(o0, n_out, BLOCK_O)
+        gy = _load_batch_block(gy_ptr, offs_b, b_ok, offs_o, o_ok, n_out)
+        comb = _add_gathered_rows(tl.zeros((BLOCK_B, BLOCK_O), dtype=tl.float32), dN, w_row,
+                                  s, use, n_basis, n_out, offs_o, o_ok, K, False)
         if BASE:
-            wb = tl.load(bw_ptr + i * n_out + offs_o, mask=o_ok, other=0.0)
-            comb += dbase[:, None] * wb[None, :]
+            comb = _add_base_row(comb, dbase, bw_ptr, i, n_out, offs_o, o_ok)
         g += tl.sum(gy * comb, axis=1)
-    tl.store(gx_ptr + offs_b.to(tl.int64) * n_in + i, g, mask=b_ok)
+    tl.store(gx_ptr + offs, g, mask=b_ok)
 
 
 @triton.jit
@@ -182,22 +162,10 @@ def _kan_bwd_w_kernel(x_ptr, grid_ptr, gy_ptr, part_ptr, n_batch, n_in, n_out, n
     rows (inputs x columns) and one block of outputs, sum_b tile[b, :]^T grad_y[b, :] by
     tl.dot, written to part[chunk, i, j, o] (part: [chunks, in, n_basis + 1, out])."""
     n_basis = n_knots - K - 1
-    chunk, i0, j0, offs_i, offs_o, o_ok = _weight_grad_block(n_out, n_jblocks, BLOCK_I,
-                                                             BLOCK_J, BLOCK_O)
-    acc = tl.zeros((BLOCK_I * BLOCK_J, BLOCK_O), dtype=tl.float32)
-    b_start = chunk * chunk_len
-    for b0 in range(b_start, b_start + chunk_len, BLOCK_B):
-        offs_b = b0 + tl.arange(0, BLOCK_B)
-        b_ok = offs_b < n_batch
-        s, N, dN, base, dbase = _load_block(x_ptr, grid_ptr, offs_b, b_ok, offs_i, n_in,
-                                            n_knots, LOG_NK, K, BASE)
-        tile = _basis_tile(s, N, base, j0, n_basis, K, BASE, BLOCK_J)
-        tile = tl.reshape(tile, (BLOCK_B, BLOCK_I * BLOCK_J))
-        gy_ptrs, gy_ok = _batch_block(gy_ptr, offs_b, b_ok, offs_o, o_ok, n_out)
-        gy = tl.load(gy_ptrs, mask=gy_ok, other=0.0)
-        acc = tl.dot(tl.trans(tile), gy, acc, input_precision=PREC)
-    _store_weight_grad_partial(part_ptr, acc, chunk, i0, j0, n_in, n_basis + 1, n_out, offs_o,
-                               o_ok, BLOCK_I, BLOCK_J)
+    # The bases themselves (D = 0), unscaled (no row_scale: x_ptr stands in, never read).
+    _weight_grad_partial(x_ptr, grid_ptr, x_ptr, gy_ptr, part_ptr, n_batch, n_in, n_out,
+                         n_knots, n_basis + 1, chunk_len, n_jblocks, K, 0, 0, BASE, LOG_NK,
+                         PREC, BLOCK_B, BLOCK_I, BLOCK_J, BLOCK_O)
 
 
 def kan_forward(x: torch.Tensor, grid: torch.Tensor, spline_weight: torch.Tensor,
@@ -212,11 +180,9 @@ def kan_forward(x: torch.Tensor, grid: torch.Tensor, spline_weight: torch.Tensor
     check_args(x, grid, spline_weight, k, base_weight=base_weight)
     n_batch, n_in = x.shape
     n_basis, n_out = spline_weight.shape[1], spline_weight.shape[2]
-    y = torch.empty(n_batch, n_out, dtype=x.dtype, device=x.device)
-    if n_batch == 0 or n_out == 0:
+    y, launch = new_output(x, n_out)
+    if not launch:
         return y
-    if n_in == 0:
-        return y.zero_()
     cfg = LaunchConfig(n_basis, k, base)
     path = path or choose_path(n_basis, base)
     if path == "dense":
@@ -277,18 +243,8 @@ def kan_backward(x: torch.Tensor, grid: torch.Tensor, spline_weight: torch.Tenso
     need_base = need_base and bool(base)
     if need_spline or need_base:
         n_cols = n_basis + 1  # the base column is always allocated (zero without a base)
-        if empty:
-            total = x.new_zeros(n_in, n_cols, n_out)
-        else:
-            chunks, chunk_len = chunk_layout(n_batch, n_in, n_out, n_cols, cfg)
-            part = torch.empty(chunks, n_in, n_cols, n_out, dtype=x.dtype, device=x.device)
-            grid_shape = (triton.cdiv(n_in, cfg.block_i) * cfg.n_jblocks,
-                          triton.cdiv(n_out, cfg.block_o), chunks)
-            _kan_bwd_w_kernel[grid_shape](
-                x, grid, grad_y, part, n_batch, n_in, n_out, n_knots, chunk_len,
-                cfg.n_jblocks, K=k, BASE=base, **cfg.tile_meta(prec))
-            # Stage 2: a fixed-order sum over the chunks.
-            total = part[0] if chunks == 1 else part.sum(dim=0)
+        total = weight_gradient(_kan_bwd_w_kernel, (x, grid, grad_y), x, n_knots, n_out,
+                                n_cols, cfg, K=k, BASE=base, **cfg.tile_meta(prec))
         # Copies, not views: with one input both slices are contiguous views of `total`,
         # and a custom op's outputs must not alias each other (torch.library checks).
         if need_spline:
