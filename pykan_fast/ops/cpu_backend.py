@@ -81,9 +81,12 @@ def backward(x, grid, spline_weight, base_weight, grad_y, k: int, base: int,
     return grad_x, grad_sw, grad_bw
 
 
-def spline_derivative(x, grid, spline_weight, row_scale, k: int, order: int) -> torch.Tensor:
-    """y[b, o] = sum_i row_scale[b, i] sum_j spline_weight[i, j, o] B^(order)_j(x[b, i])."""
-    y = torch.empty(x.shape[0], spline_weight.shape[2], dtype=x.dtype)
+def spline_derivative(x, grid, spline_weight, row_scale, k: int, order: int,
+                      out: torch.Tensor | None = None) -> torch.Tensor:
+    """y[b, o] = sum_i row_scale[b, i] sum_j spline_weight[i, j, o] B^(order)_j(x[b, i]).
+    ``out``: a contiguous `[B, out]` tensor of x's dtype to write y into (a slice of a
+    larger result: no copy, and no fresh pages to fault in per call)."""
+    y = torch.empty(x.shape[0], spline_weight.shape[2], dtype=x.dtype) if out is None else out
     C.spline_derivative_forward(_view(x), _view(grid), _view(spline_weight),
                                 None if row_scale is None else _view(row_scale), _view(y),
                                 k, order, _threads(x, spline_weight, k))
